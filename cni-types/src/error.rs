@@ -1,0 +1,231 @@
+//! The CNI error object `{cniVersion, code, msg, details}` and its well-known codes.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A CNI error code.
+///
+/// Codes 0–99 are reserved by the specification; plugins use 100 and above
+/// ([`ErrorCode::Plugin`]). Go's reference library also uses 8 and 999, which are kept for
+/// compatibility.
+///
+/// ```
+/// use cni_types::ErrorCode;
+/// assert_eq!(ErrorCode::from(7), ErrorCode::InvalidNetworkConfig);
+/// assert_eq!(u32::from(ErrorCode::TryAgainLater), 11);
+/// assert_eq!(ErrorCode::from(142), ErrorCode::Plugin(142));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ErrorCode {
+    /// 1: incompatible CNI version.
+    IncompatibleCniVersion,
+    /// 2: unsupported field in the network configuration; the message names key and value.
+    UnsupportedField,
+    /// 3: container unknown or does not exist.
+    UnknownContainer,
+    /// 4: invalid or missing environment variables; the message names them.
+    InvalidEnvironmentVariables,
+    /// 5: I/O failure, e.g. reading stdin.
+    IoFailure,
+    /// 6: failed to decode content.
+    DecodingFailure,
+    /// 7: invalid network configuration.
+    InvalidNetworkConfig,
+    /// 8: `CNI_NETNS` is the plugin's own namespace (Go-only, not in the specification).
+    InvalidNetNs,
+    /// 11: transient failure; try again later.
+    TryAgainLater,
+    /// 50: STATUS: the plugin cannot service ADD requests.
+    PluginNotAvailable,
+    /// 51: STATUS: not available, and existing containers may have limited connectivity.
+    LimitedConnectivity,
+    /// 999: internal error (Go's code for plain errors).
+    Internal,
+    /// 100 and above: defined by the plugin.
+    Plugin(u32),
+    /// Any other reserved code (0–99) this crate has no name for.
+    Reserved(u32),
+}
+
+impl ErrorCode {
+    /// The numeric code.
+    pub const fn as_u32(self) -> u32 {
+        match self {
+            Self::IncompatibleCniVersion => 1,
+            Self::UnsupportedField => 2,
+            Self::UnknownContainer => 3,
+            Self::InvalidEnvironmentVariables => 4,
+            Self::IoFailure => 5,
+            Self::DecodingFailure => 6,
+            Self::InvalidNetworkConfig => 7,
+            Self::InvalidNetNs => 8,
+            Self::TryAgainLater => 11,
+            Self::PluginNotAvailable => 50,
+            Self::LimitedConnectivity => 51,
+            Self::Internal => 999,
+            Self::Plugin(n) | Self::Reserved(n) => n,
+        }
+    }
+
+    /// The specification's short description of the code.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::IncompatibleCniVersion => "incompatible CNI version",
+            Self::UnsupportedField => "unsupported field in network configuration",
+            Self::UnknownContainer => "container unknown or does not exist",
+            Self::InvalidEnvironmentVariables => "invalid necessary environment variables",
+            Self::IoFailure => "I/O failure",
+            Self::DecodingFailure => "failed to decode content",
+            Self::InvalidNetworkConfig => "invalid network config",
+            Self::InvalidNetNs => "invalid network namespace",
+            Self::TryAgainLater => "try again later",
+            Self::PluginNotAvailable => "plugin is not available",
+            Self::LimitedConnectivity => {
+                "plugin is not available and existing containers may have limited connectivity"
+            }
+            Self::Internal => "internal error",
+            Self::Plugin(_) => "plugin-specific error",
+            Self::Reserved(_) => "reserved error code",
+        }
+    }
+}
+
+impl From<u32> for ErrorCode {
+    fn from(code: u32) -> Self {
+        match code {
+            1 => Self::IncompatibleCniVersion,
+            2 => Self::UnsupportedField,
+            3 => Self::UnknownContainer,
+            4 => Self::InvalidEnvironmentVariables,
+            5 => Self::IoFailure,
+            6 => Self::DecodingFailure,
+            7 => Self::InvalidNetworkConfig,
+            8 => Self::InvalidNetNs,
+            11 => Self::TryAgainLater,
+            50 => Self::PluginNotAvailable,
+            51 => Self::LimitedConnectivity,
+            999 => Self::Internal,
+            n if n >= 100 => Self::Plugin(n),
+            n => Self::Reserved(n),
+        }
+    }
+}
+
+impl From<ErrorCode> for u32 {
+    fn from(code: ErrorCode) -> Self {
+        code.as_u32()
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.as_u32())
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u32(self.as_u32())
+    }
+}
+
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        u32::deserialize(deserializer).map(Self::from)
+    }
+}
+
+/// The error object a plugin prints on failure.
+///
+/// `cniVersion` is required by the specification but omitted by Go, so it is optional when
+/// reading and printed when set.
+///
+/// ```
+/// use cni_types::{CniError, ErrorCode};
+/// let e = CniError::new(ErrorCode::InvalidNetworkConfig, "missing network name")
+///     .with_version("1.1.0");
+/// assert_eq!(
+///     serde_json::to_string(&e).unwrap(),
+///     r#"{"cniVersion":"1.1.0","code":7,"msg":"missing network name"}"#
+/// );
+/// ```
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct CniError {
+    /// The protocol version in use.
+    #[serde(
+        rename = "cniVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cni_version: Option<String>,
+    /// The error code.
+    pub code: ErrorCode,
+    /// A short message.
+    #[serde(default)]
+    pub msg: String,
+    /// A longer explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+}
+
+impl CniError {
+    /// An error with a code and a message.
+    pub fn new(code: impl Into<ErrorCode>, msg: impl Into<String>) -> Self {
+        Self {
+            cni_version: None,
+            code: code.into(),
+            msg: msg.into(),
+            details: None,
+        }
+    }
+
+    /// Sets `details` (an empty string clears it).
+    #[must_use]
+    pub fn with_details(mut self, details: impl Into<String>) -> Self {
+        let d = details.into();
+        self.details = (!d.is_empty()).then_some(d);
+        self
+    }
+
+    /// Sets `cniVersion`.
+    #[must_use]
+    pub fn with_version(mut self, version: impl Into<String>) -> Self {
+        self.cni_version = Some(version.into());
+        self
+    }
+}
+
+impl fmt::Display for CniError {
+    /// Go's `types.Error.Error()`: `msg` or `msg; details`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.details {
+            Some(d) => write!(f, "{}; {}", self.msg, d),
+            None => f.write_str(&self.msg),
+        }
+    }
+}
+
+impl std::error::Error for CniError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip() {
+        for n in [1, 2, 3, 4, 5, 6, 7, 8, 11, 50, 51, 999, 100, 4242, 0, 42] {
+            assert_eq!(ErrorCode::from(n).as_u32(), n);
+        }
+        assert_eq!(ErrorCode::from(42), ErrorCode::Reserved(42));
+    }
+
+    #[test]
+    fn go_shape_parses() {
+        let e: CniError =
+            serde_json::from_str(r#"{"code":4,"msg":"m","details":"d","extra":1}"#).unwrap();
+        assert_eq!(e.code, ErrorCode::InvalidEnvironmentVariables);
+        assert_eq!(e.to_string(), "m; d");
+        assert_eq!(e.cni_version, None);
+    }
+}
