@@ -111,10 +111,10 @@ impl NetworkConfigList {
     pub fn from_slice(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: Map<String, Value> = serde_json::from_slice(bytes)?;
         let has_plugins_key = raw.get("plugins").is_some_and(|v| !v.is_null());
-        if let Some(Value::Array(vs)) = raw.get("cniVersions") {
-            if let Some(bad) = vs.iter().find(|v| !v.is_string()) {
-                return Err(ConfigError::BadVersion(bad.to_string()));
-            }
+        if let Some(Value::Array(vs)) = raw.get("cniVersions")
+            && let Some(bad) = vs.iter().find(|v| !v.is_string())
+        {
+            return Err(ConfigError::BadVersion(bad.to_string()));
         }
         let list: Self = serde_json::from_value(Value::Object(raw))?;
         if list.name.is_empty() {
