@@ -1,0 +1,458 @@
+//! The dispatch core: environment + stdin in, exactly one document on stdout, an exit code out.
+//!
+//! Everything is injected (an environment map, a stdin reader, stdout and stderr sinks), so
+//! every protocol behaviour can be exercised in-process. Only the generated `main`
+//! (`cni_sdk::__private::main`) reads the real process environment and exits.
+//!
+//! Order of checks (Go's `skel` order, with the deviations the SDK chose):
+//!
+//! 1. `CNI_COMMAND` unset or empty → about text and supported versions on stderr, exit 0.
+//!    Not one of `ADD DEL CHECK GC STATUS VERSION` (case-sensitive) → code 4, before stdin is
+//!    read (Go reads stdin first and may report code 6 instead).
+//! 2. VERSION → `{"cniVersion", "supportedVersions"}`; never fails on bad or missing stdin; echoes
+//!    the requested version when it is supported, else the newest supported one.
+//! 3. Required variables of the verb, in Go's order; all missing ones are reported together
+//!    (code 4, `required env variables [CNI_NETNS,CNI_PATH] missing`); an invalid container ID or
+//!    interface name is code 4; a malformed `CNI_ARGS` is code 4.
+//! 4. stdin: read failure or more than the cap → code 5; not a JSON object → code 6; missing or
+//!    invalid `name` → code 7.
+//! 5. Version gate: ADD/DEL need an exact match with a supported version; CHECK needs ≥ 0.4.0,
+//!    GC and STATUS ≥ 1.1.0, both for the configuration and for the plugin (code 1).
+//! 6. Typed configuration (code 7) and `prevResult` (code 6).
+//! 7. ADD/DEL: the netns guard (code 8 when `CNI_NETNS` is the plugin's own namespace) runs
+//!    **before** the handler; `CNI_NETNS_OVERRIDE=1|true` disables it.
+//! 8. The handler runs inside a span with the verb and container ID; a panic is reported as an
+//!    error object. ADD prints the result in the configuration's version.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use cni_types::{
+    CniArgs, CniResult, ErrorCode, NetworkConfig, Semver, SpecVersion, VersionInfo, ident,
+};
+use futures_util::FutureExt as _;
+use serde_json::Value;
+use tracing::Instrument as _;
+
+use crate::plugin::{Command, Context, Plugin};
+use crate::{Error, PluginOptions};
+
+/// Exit code of a successful run.
+pub const EXIT_SUCCESS: i32 = 0;
+/// Exit code of every failure (as Go's `skel`).
+pub const EXIT_FAILURE: i32 = 1;
+
+/// The injected inputs and outputs of one plugin run.
+pub struct Invocation<'a> {
+    /// The environment (`CNI_*` and everything a delegate should inherit).
+    pub env: BTreeMap<String, String>,
+    /// Standard input.
+    pub stdin: &'a mut dyn Read,
+    /// Standard output: receives exactly one protocol document (or nothing).
+    pub stdout: &'a mut dyn Write,
+    /// Standard error: the about text; free-form diagnostics.
+    pub stderr: &'a mut dyn Write,
+}
+
+impl std::fmt::Debug for Invocation<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Invocation")
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Runs `plugin` for one invocation and returns the process exit code.
+pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>) -> i32 {
+    let Invocation {
+        env,
+        stdin,
+        stdout,
+        stderr,
+    } = io;
+    match run_inner(plugin, options, env, stdin, stderr).await {
+        Ok(Output::Nothing) => EXIT_SUCCESS,
+        Ok(Output::Document(doc)) => match write_doc(stdout, &doc) {
+            Ok(()) => EXIT_SUCCESS,
+            Err(_) => EXIT_FAILURE,
+        },
+        Err(Failure { error, version }) => {
+            tracing::debug!(
+                code = error.code().as_u32(),
+                msg = error.message(),
+                "request failed"
+            );
+            let obj = error.to_cni_error(&version);
+            let doc = serde_json::to_value(&obj).expect("error objects serialise");
+            let _ = write_doc(stdout, &Doc::Pretty(doc));
+            EXIT_FAILURE
+        }
+    }
+}
+
+enum Doc {
+    Pretty(Value),
+    Compact(Value),
+}
+
+enum Output {
+    Nothing,
+    Document(Doc),
+}
+
+struct Failure {
+    error: Error,
+    version: String,
+}
+
+fn write_doc(out: &mut dyn Write, doc: &Doc) -> std::io::Result<()> {
+    match doc {
+        Doc::Pretty(v) => {
+            let mut ser = serde_json::Serializer::with_formatter(
+                &mut *out,
+                serde_json::ser::PrettyFormatter::with_indent(b"    "),
+            );
+            serde::Serialize::serialize(v, &mut ser).map_err(std::io::Error::from)?;
+        }
+        Doc::Compact(v) => {
+            serde_json::to_writer(&mut *out, v)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()
+}
+
+fn env_get<'e>(env: &'e BTreeMap<String, String>, key: &str) -> Option<&'e str> {
+    env.get(key).map(String::as_str).filter(|v| !v.is_empty())
+}
+
+/// Which variables a verb requires.
+fn required(cmd: Command, strict: bool) -> [bool; 4] {
+    // [CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_PATH]
+    match cmd {
+        Command::Add | Command::Check => [true, true, true, strict],
+        Command::Del => [true, false, true, strict],
+        Command::Gc => [false, false, false, true],
+        Command::Status => [false, false, false, strict],
+        Command::Version => [false; 4],
+    }
+}
+
+async fn run_inner<P: Plugin>(
+    plugin: &P,
+    options: &PluginOptions,
+    env: BTreeMap<String, String>,
+    stdin: &mut dyn Read,
+    stderr: &mut dyn Write,
+) -> Result<Output, Failure> {
+    let newest = options.newest_version().as_str().to_owned();
+    let fail = |error: Error, version: &str| Failure {
+        error,
+        version: version.to_owned(),
+    };
+
+    // 1. The verb.
+    let Some(raw_cmd) = env_get(&env, "CNI_COMMAND") else {
+        let versions: Vec<&str> = options
+            .supported_versions()
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
+        let _ = writeln!(
+            stderr,
+            "{}\nCNI protocol versions supported: {}",
+            options.about(),
+            versions.join(", ")
+        );
+        return Ok(Output::Nothing);
+    };
+    let cmd: Command = raw_cmd
+        .parse()
+        .map_err(|e: crate::plugin::UnknownCommand| {
+            fail(
+                Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()),
+                &newest,
+            )
+        })?;
+
+    // 2. VERSION.
+    if cmd == Command::Version {
+        return Ok(Output::Document(Doc::Compact(version_reply(
+            options, stdin,
+        ))));
+    }
+
+    // 3. Environment.
+    let req = required(cmd, options.go_strict);
+    let mut missing = Vec::new();
+    let container_id = env_get(&env, "CNI_CONTAINERID");
+    match container_id {
+        None if req[0] => missing.push("CNI_CONTAINERID"),
+        Some(id) if req[0] => {
+            ident::validate_container_id(id).map_err(|e| fail(e.into(), &newest))?
+        }
+        _ => {}
+    }
+    let netns = env_get(&env, "CNI_NETNS");
+    if req[1] && netns.is_none() {
+        missing.push("CNI_NETNS");
+    }
+    let ifname = env_get(&env, "CNI_IFNAME");
+    match ifname {
+        None if req[2] => missing.push("CNI_IFNAME"),
+        Some(name) if req[2] => {
+            ident::validate_interface_name(name).map_err(|e| fail(e.into(), &newest))?
+        }
+        _ => {}
+    }
+    let cni_path = env_get(&env, "CNI_PATH");
+    if req[3] && cni_path.is_none() {
+        missing.push("CNI_PATH");
+    }
+    if !missing.is_empty() {
+        let msg = format!("required env variables [{}] missing", missing.join(","));
+        return Err(fail(
+            Error::new(ErrorCode::InvalidEnvironmentVariables, msg),
+            &newest,
+        ));
+    }
+    let args = match (cmd, env_get(&env, "CNI_ARGS")) {
+        (Command::Add | Command::Del | Command::Check, Some(raw)) => {
+            CniArgs::parse(raw).map_err(|e| {
+                fail(
+                    Error::new(
+                        ErrorCode::InvalidEnvironmentVariables,
+                        format!("invalid CNI_ARGS: {e}"),
+                    ),
+                    &newest,
+                )
+            })?
+        }
+        _ => CniArgs::default(),
+    };
+
+    // 4. stdin.
+    let raw = read_capped(stdin, options.max_stdin).map_err(|e| fail(e, &newest))?;
+    let obj: serde_json::Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| {
+        fail(
+            Error::new(
+                ErrorCode::DecodingFailure,
+                format!("error unmarshall network config: {e}"),
+            ),
+            &newest,
+        )
+    })?;
+    let config_version = match obj.get("cniVersion") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => {
+            let msg = format!(
+                "decoding version from network config: cniVersion must be a string, got {other}"
+            );
+            return Err(fail(Error::new(ErrorCode::DecodingFailure, msg), &newest));
+        }
+    };
+    // Errors from here on carry the configuration's version when the plugin supports it.
+    let err_version = SpecVersion::from_document(&config_version)
+        .ok()
+        .filter(|v| options.supported_versions().contains(v))
+        .map_or(newest.clone(), |v| v.as_str().to_owned());
+    let fail = |error: Error| Failure {
+        error,
+        version: err_version.clone(),
+    };
+    let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
+    ident::validate_network_name(name).map_err(|e| fail(e.into()))?;
+
+    // 5. Version gate.
+    let version = negotiate(cmd, &config_version, options).map_err(fail)?;
+
+    // 6. Typed configuration and prevResult.
+    let config: NetworkConfig<P::Config> =
+        serde_json::from_value(Value::Object(obj)).map_err(|e| {
+            fail(Error::new(
+                ErrorCode::InvalidNetworkConfig,
+                format!("failed to parse network configuration: {e}"),
+            ))
+        })?;
+    let prev_result = match cmd {
+        Command::Add | Command::Del | Command::Check => config
+            .parse_prev_result()
+            .map_err(|e| fail(Error::new(ErrorCode::DecodingFailure, e.to_string())))?,
+        _ => None,
+    };
+
+    // 7. The netns guard.
+    if matches!(cmd, Command::Add | Command::Del) && !netns_override(&env) {
+        if let Some(path) = netns {
+            if crate::guard::is_own_netns(path) {
+                let e = Error::new(
+                    ErrorCode::InvalidNetNs,
+                    "plugin's netns and netns from CNI_NETNS should not be the same",
+                )
+                .with_details(path);
+                return Err(fail(e));
+            }
+        }
+    }
+
+    // 8. The handler.
+    let cx = Context {
+        command: cmd,
+        container_id: container_id.unwrap_or_default().to_owned(),
+        netns: netns.map(PathBuf::from),
+        ifname: ifname.unwrap_or_default().to_owned(),
+        args,
+        cni_path: cni_path
+            .map(|p| {
+                std::env::split_paths(p)
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        config,
+        prev_result,
+        version,
+        raw_config: Arc::from(raw),
+        env: Arc::new(env),
+    };
+    let span = tracing::info_span!("cni", verb = %cmd, container_id = %cx.container_id, ifname = %cx.ifname);
+    let outcome = AssertUnwindSafe(call(plugin, &cx).instrument(span))
+        .catch_unwind()
+        .await;
+    match outcome {
+        Ok(Ok(Some(result))) => {
+            let doc = result
+                .to_value(version)
+                .map_err(|e| fail(Error::internal(e.to_string())))?;
+            Ok(Output::Document(Doc::Pretty(doc)))
+        }
+        Ok(Ok(None)) => Ok(Output::Nothing),
+        Ok(Err(e)) => Err(fail(e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic payload".to_owned());
+            tracing::error!(panic = %what, "plugin panicked");
+            Err(fail(
+                Error::internal(format!("plugin panicked during {cmd}")).with_details(what),
+            ))
+        }
+    }
+}
+
+async fn call<P: Plugin>(plugin: &P, cx: &Context<P::Config>) -> crate::Result<Option<CniResult>> {
+    match cx.command {
+        Command::Add => plugin.add(cx).await.map(Some),
+        Command::Del => plugin.del(cx).await.map(|()| None),
+        Command::Check => plugin.check(cx).await.map(|()| None),
+        Command::Gc => plugin.gc(cx).await.map(|()| None),
+        Command::Status => plugin.status(cx).await.map(|()| None),
+        Command::Version => Ok(None),
+    }
+}
+
+fn netns_override(env: &BTreeMap<String, String>) -> bool {
+    env_get(env, "CNI_NETNS_OVERRIDE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
+    let mut buf = Vec::new();
+    let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
+    stdin.take(limit).read_to_end(&mut buf).map_err(|e| {
+        Error::new(
+            ErrorCode::IoFailure,
+            format!("error reading from stdin: {e}"),
+        )
+    })?;
+    if buf.len() > cap {
+        return Err(Error::new(
+            ErrorCode::IoFailure,
+            format!(
+                "network configuration on stdin is larger than the plugin's limit of {cap} bytes"
+            ),
+        ));
+    }
+    Ok(buf)
+}
+
+/// VERSION never fails: echo the requested version when it is supported, else the newest.
+fn version_reply(options: &PluginOptions, stdin: &mut dyn Read) -> Value {
+    let mut buf = Vec::new();
+    let requested = match stdin.take(64 << 10).read_to_end(&mut buf) {
+        Ok(_) => serde_json::from_slice::<Value>(&buf)
+            .ok()
+            .and_then(|v| {
+                v.get("cniVersion")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned)
+            })
+            .and_then(|s| s.parse::<SpecVersion>().ok())
+            .filter(|v| options.supported_versions().contains(v)),
+        Err(_) => None,
+    };
+    let version = requested.unwrap_or(options.newest_version());
+    serde_json::to_value(VersionInfo::new(
+        version.as_str(),
+        options.supported_versions(),
+    ))
+    .expect("VERSION replies serialise")
+}
+
+/// The version gate of each verb.
+fn negotiate(
+    cmd: Command,
+    config_version: &str,
+    options: &PluginOptions,
+) -> Result<SpecVersion, Error> {
+    let supported = options.supported_versions();
+    let floor = match cmd {
+        Command::Check => Some(SpecVersion::V0_4_0),
+        Command::Gc | Command::Status => Some(SpecVersion::V1_1_0),
+        _ => None,
+    };
+    if let Some(floor) = floor {
+        let parsed = Semver::parse(config_version)
+            .map_err(|e| Error::new(ErrorCode::DecodingFailure, e.to_string()))?;
+        if parsed < floor.semver() {
+            return Err(Error::new(
+                ErrorCode::IncompatibleCniVersion,
+                format!("config version does not allow {cmd}"),
+            ));
+        }
+        if !supported.iter().any(|v| v.semver() >= parsed) {
+            return Err(Error::new(
+                ErrorCode::IncompatibleCniVersion,
+                format!("plugin version does not allow {cmd}"),
+            ));
+        }
+    }
+    let effective = if config_version.is_empty() {
+        "0.1.0"
+    } else {
+        config_version
+    };
+    supported
+        .iter()
+        .copied()
+        .find(|v| v.as_str() == effective)
+        .ok_or_else(|| {
+            let list: Vec<String> = supported
+                .iter()
+                .map(|v| format!("{:?}", v.as_str()))
+                .collect();
+            Error::new(
+                ErrorCode::IncompatibleCniVersion,
+                "incompatible CNI versions",
+            )
+            .with_details(format!(
+                "config is {effective:?}, plugin supports [{}]",
+                list.join(" ")
+            ))
+        })
+}

@@ -1,0 +1,75 @@
+//! Support code for `#[cni_plugin]`-generated items. Not a public API.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+
+pub use cni_types;
+
+use crate::{Plugin, PluginOptions, SpecVersion};
+
+/// Collects the process environment (lossily decoded).
+fn process_env() -> BTreeMap<String, String> {
+    std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The whole life of a plugin process: read the real environment and stdin, dispatch on a
+/// current-thread runtime, write stdout, exit. The only place in the SDK that exits.
+#[allow(clippy::exit)]
+pub fn main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
+    let env = process_env();
+    if let Some(warning) = crate::logging::init_from_env(&env) {
+        let _ = writeln!(std::io::stderr(), "{warning}");
+    }
+    let code = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => {
+            let mut stdin = std::io::stdin().lock();
+            let mut stdout = std::io::stdout().lock();
+            let mut stderr = std::io::stderr();
+            let io = crate::dispatch::Invocation {
+                env,
+                stdin: &mut stdin,
+                stdout: &mut stdout,
+                stderr: &mut stderr,
+            };
+            rt.block_on(crate::dispatch::run(&plugin, &options, io))
+        }
+        Err(e) => {
+            let err = crate::Error::internal("failed to start the async runtime").with_source(e);
+            let obj = err.to_cni_error(options.newest_version().as_str());
+            let _ = writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string(&obj).unwrap_or_default()
+            );
+            crate::dispatch::EXIT_FAILURE
+        }
+    };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
+}
+
+/// Builds the options from the macro's arguments.
+pub fn options(about: &'static str, versions: Option<&[&str]>, go_strict: bool) -> PluginOptions {
+    let mut opts = PluginOptions::new(about).go_strict(go_strict);
+    if let Some(versions) = versions {
+        // The macro validated every string at compile time.
+        let parsed: Vec<SpecVersion> = versions.iter().filter_map(|v| v.parse().ok()).collect();
+        opts = opts.versions(&parsed);
+    }
+    opts
+}
+
+/// Makes the plugin value with `Default` (the macro's default `init`).
+pub fn default_plugin<P: Default>() -> P {
+    P::default()
+}
