@@ -53,3 +53,8 @@ pub use cni_types::{
 pub use error::{Error, Result, ResultExt};
 pub use options::{DEFAULT_MAX_STDIN, PluginOptions};
 pub use plugin::{Command, Context, Plugin, UnknownCommand};
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
