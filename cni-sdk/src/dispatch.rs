@@ -30,13 +30,12 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cni_types::{
-    CniArgs, CniResult, ErrorCode, NetworkConfig, Semver, SpecVersion, VersionInfo, ident,
-};
+use cni_types::{CniArgs, CniResult, ErrorCode, NetworkConfig, Semver, SpecVersion, VersionInfo, ident};
 use futures_util::FutureExt as _;
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use crate::exec::{Exec, ProcessExec};
 use crate::plugin::{Command, Context, Plugin};
 use crate::{Error, PluginOptions};
 
@@ -59,32 +58,40 @@ pub struct Invocation<'a> {
 
 impl std::fmt::Debug for Invocation<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Invocation")
-            .field("env", &self.env)
-            .finish_non_exhaustive()
+        f.debug_struct("Invocation").field("env", &self.env).finish_non_exhaustive()
     }
 }
 
-/// Runs `plugin` for one invocation and returns the process exit code.
+/// What plugin code reaches the outside world through; replaced by fakes in tests.
+#[derive(Clone, Debug)]
+pub struct Services {
+    /// Runs delegated plugins.
+    pub exec: Arc<dyn Exec>,
+}
+
+impl Default for Services {
+    /// Real processes.
+    fn default() -> Self {
+        Self { exec: Arc::new(ProcessExec::new()) }
+    }
+}
+
+/// Runs `plugin` for one invocation with real services and returns the process exit code.
 pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>) -> i32 {
-    let Invocation {
-        env,
-        stdin,
-        stdout,
-        stderr,
-    } = io;
-    match run_inner(plugin, options, env, stdin, stderr).await {
+    run_with(plugin, options, io, Services::default()).await
+}
+
+/// Runs `plugin` for one invocation with the given services and returns the exit code.
+pub async fn run_with<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>, services: Services) -> i32 {
+    let Invocation { env, stdin, stdout, stderr } = io;
+    match run_inner(plugin, options, env, stdin, stderr, services).await {
         Ok(Output::Nothing) => EXIT_SUCCESS,
         Ok(Output::Document(doc)) => match write_doc(stdout, &doc) {
             Ok(()) => EXIT_SUCCESS,
             Err(_) => EXIT_FAILURE,
         },
         Err(Failure { error, version }) => {
-            tracing::debug!(
-                code = error.code().as_u32(),
-                msg = error.message(),
-                "request failed"
-            );
+            tracing::debug!(code = error.code().as_u32(), msg = error.message(), "request failed");
             let obj = error.to_cni_error(&version);
             let doc = serde_json::to_value(&obj).expect("error objects serialise");
             let _ = write_doc(stdout, &Doc::Pretty(doc));
@@ -147,42 +154,24 @@ async fn run_inner<P: Plugin>(
     env: BTreeMap<String, String>,
     stdin: &mut dyn Read,
     stderr: &mut dyn Write,
+    services: Services,
 ) -> Result<Output, Failure> {
     let newest = options.newest_version().as_str().to_owned();
-    let fail = |error: Error, version: &str| Failure {
-        error,
-        version: version.to_owned(),
-    };
+    let fail = |error: Error, version: &str| Failure { error, version: version.to_owned() };
 
     // 1. The verb.
     let Some(raw_cmd) = env_get(&env, "CNI_COMMAND") else {
-        let versions: Vec<&str> = options
-            .supported_versions()
-            .iter()
-            .map(|v| v.as_str())
-            .collect();
-        let _ = writeln!(
-            stderr,
-            "{}\nCNI protocol versions supported: {}",
-            options.about(),
-            versions.join(", ")
-        );
+        let versions: Vec<&str> = options.supported_versions().iter().map(|v| v.as_str()).collect();
+        let _ = writeln!(stderr, "{}\nCNI protocol versions supported: {}", options.about(), versions.join(", "));
         return Ok(Output::Nothing);
     };
-    let cmd: Command = raw_cmd
-        .parse()
-        .map_err(|e: crate::plugin::UnknownCommand| {
-            fail(
-                Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()),
-                &newest,
-            )
-        })?;
+    let cmd: Command = raw_cmd.parse().map_err(|e: crate::plugin::UnknownCommand| {
+        fail(Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()), &newest)
+    })?;
 
     // 2. VERSION.
     if cmd == Command::Version {
-        return Ok(Output::Document(Doc::Compact(version_reply(
-            options, stdin,
-        ))));
+        return Ok(Output::Document(Doc::Compact(version_reply(options, stdin))));
     }
 
     // 3. Environment.
@@ -191,9 +180,7 @@ async fn run_inner<P: Plugin>(
     let container_id = env_get(&env, "CNI_CONTAINERID");
     match container_id {
         None if req[0] => missing.push("CNI_CONTAINERID"),
-        Some(id) if req[0] => {
-            ident::validate_container_id(id).map_err(|e| fail(e.into(), &newest))?
-        }
+        Some(id) if req[0] => ident::validate_container_id(id).map_err(|e| fail(e.into(), &newest))?,
         _ => {}
     }
     let netns = env_get(&env, "CNI_NETNS");
@@ -203,9 +190,7 @@ async fn run_inner<P: Plugin>(
     let ifname = env_get(&env, "CNI_IFNAME");
     match ifname {
         None if req[2] => missing.push("CNI_IFNAME"),
-        Some(name) if req[2] => {
-            ident::validate_interface_name(name).map_err(|e| fail(e.into(), &newest))?
-        }
+        Some(name) if req[2] => ident::validate_interface_name(name).map_err(|e| fail(e.into(), &newest))?,
         _ => {}
     }
     let cni_path = env_get(&env, "CNI_PATH");
@@ -214,44 +199,25 @@ async fn run_inner<P: Plugin>(
     }
     if !missing.is_empty() {
         let msg = format!("required env variables [{}] missing", missing.join(","));
-        return Err(fail(
-            Error::new(ErrorCode::InvalidEnvironmentVariables, msg),
-            &newest,
-        ));
+        return Err(fail(Error::new(ErrorCode::InvalidEnvironmentVariables, msg), &newest));
     }
     let args = match (cmd, env_get(&env, "CNI_ARGS")) {
-        (Command::Add | Command::Del | Command::Check, Some(raw)) => {
-            CniArgs::parse(raw).map_err(|e| {
-                fail(
-                    Error::new(
-                        ErrorCode::InvalidEnvironmentVariables,
-                        format!("invalid CNI_ARGS: {e}"),
-                    ),
-                    &newest,
-                )
-            })?
-        }
+        (Command::Add | Command::Del | Command::Check, Some(raw)) => CniArgs::parse(raw).map_err(|e| {
+            fail(Error::new(ErrorCode::InvalidEnvironmentVariables, format!("invalid CNI_ARGS: {e}")), &newest)
+        })?,
         _ => CniArgs::default(),
     };
 
     // 4. stdin.
     let raw = read_capped(stdin, options.max_stdin).map_err(|e| fail(e, &newest))?;
     let obj: serde_json::Map<String, Value> = serde_json::from_slice(&raw).map_err(|e| {
-        fail(
-            Error::new(
-                ErrorCode::DecodingFailure,
-                format!("error unmarshall network config: {e}"),
-            ),
-            &newest,
-        )
+        fail(Error::new(ErrorCode::DecodingFailure, format!("error unmarshall network config: {e}")), &newest)
     })?;
     let config_version = match obj.get("cniVersion") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         Some(other) => {
-            let msg = format!(
-                "decoding version from network config: cniVersion must be a string, got {other}"
-            );
+            let msg = format!("decoding version from network config: cniVersion must be a string, got {other}");
             return Err(fail(Error::new(ErrorCode::DecodingFailure, msg), &newest));
         }
     };
@@ -260,10 +226,7 @@ async fn run_inner<P: Plugin>(
         .ok()
         .filter(|v| options.supported_versions().contains(v))
         .map_or(newest.clone(), |v| v.as_str().to_owned());
-    let fail = |error: Error| Failure {
-        error,
-        version: err_version.clone(),
-    };
+    let fail = |error: Error| Failure { error, version: err_version.clone() };
     let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
     ident::validate_network_name(name).map_err(|e| fail(e.into()))?;
 
@@ -271,32 +234,24 @@ async fn run_inner<P: Plugin>(
     let version = negotiate(cmd, &config_version, options).map_err(fail)?;
 
     // 6. Typed configuration and prevResult.
-    let config: NetworkConfig<P::Config> =
-        serde_json::from_value(Value::Object(obj)).map_err(|e| {
-            fail(Error::new(
-                ErrorCode::InvalidNetworkConfig,
-                format!("failed to parse network configuration: {e}"),
-            ))
-        })?;
+    let config: NetworkConfig<P::Config> = serde_json::from_value(Value::Object(obj)).map_err(|e| {
+        fail(Error::new(ErrorCode::InvalidNetworkConfig, format!("failed to parse network configuration: {e}")))
+    })?;
     let prev_result = match cmd {
-        Command::Add | Command::Del | Command::Check => config
-            .parse_prev_result()
-            .map_err(|e| fail(Error::new(ErrorCode::DecodingFailure, e.to_string())))?,
+        Command::Add | Command::Del | Command::Check => {
+            config.parse_prev_result().map_err(|e| fail(Error::new(ErrorCode::DecodingFailure, e.to_string())))?
+        }
         _ => None,
     };
 
     // 7. The netns guard.
-    if matches!(cmd, Command::Add | Command::Del) && !netns_override(&env) {
-        if let Some(path) = netns {
-            if crate::guard::is_own_netns(path) {
-                let e = Error::new(
-                    ErrorCode::InvalidNetNs,
-                    "plugin's netns and netns from CNI_NETNS should not be the same",
-                )
-                .with_details(path);
-                return Err(fail(e));
-            }
-        }
+    if matches!(cmd, Command::Add | Command::Del)
+        && !netns_override(&env)
+        && let Some(path) = netns
+        && crate::guard::is_own_netns(path)
+    {
+        let msg = "plugin's netns and netns from CNI_NETNS should not be the same";
+        return Err(fail(Error::new(ErrorCode::InvalidNetNs, msg).with_details(path)));
     }
 
     // 8. The handler.
@@ -307,27 +262,20 @@ async fn run_inner<P: Plugin>(
         ifname: ifname.unwrap_or_default().to_owned(),
         args,
         cni_path: cni_path
-            .map(|p| {
-                std::env::split_paths(p)
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .collect()
-            })
+            .map(|p| std::env::split_paths(p).filter(|p| !p.as_os_str().is_empty()).collect())
             .unwrap_or_default(),
         config,
         prev_result,
         version,
         raw_config: Arc::from(raw),
         env: Arc::new(env),
+        exec: services.exec,
     };
     let span = tracing::info_span!("cni", verb = %cmd, container_id = %cx.container_id, ifname = %cx.ifname);
-    let outcome = AssertUnwindSafe(call(plugin, &cx).instrument(span))
-        .catch_unwind()
-        .await;
+    let outcome = AssertUnwindSafe(call(plugin, &cx).instrument(span)).catch_unwind().await;
     match outcome {
         Ok(Ok(Some(result))) => {
-            let doc = result
-                .to_value(version)
-                .map_err(|e| fail(Error::internal(e.to_string())))?;
+            let doc = result.to_value(version).map_err(|e| fail(Error::internal(e.to_string())))?;
             Ok(Output::Document(Doc::Pretty(doc)))
         }
         Ok(Ok(None)) => Ok(Output::Nothing),
@@ -339,9 +287,7 @@ async fn run_inner<P: Plugin>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic payload".to_owned());
             tracing::error!(panic = %what, "plugin panicked");
-            Err(fail(
-                Error::internal(format!("plugin panicked during {cmd}")).with_details(what),
-            ))
+            Err(fail(Error::internal(format!("plugin panicked during {cmd}")).with_details(what)))
         }
     }
 }
@@ -364,18 +310,14 @@ fn netns_override(env: &BTreeMap<String, String>) -> bool {
 fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
-    stdin.take(limit).read_to_end(&mut buf).map_err(|e| {
-        Error::new(
-            ErrorCode::IoFailure,
-            format!("error reading from stdin: {e}"),
-        )
-    })?;
+    stdin
+        .take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::new(ErrorCode::IoFailure, format!("error reading from stdin: {e}")))?;
     if buf.len() > cap {
         return Err(Error::new(
             ErrorCode::IoFailure,
-            format!(
-                "network configuration on stdin is larger than the plugin's limit of {cap} bytes"
-            ),
+            format!("network configuration on stdin is larger than the plugin's limit of {cap} bytes"),
         ));
     }
     Ok(buf)
@@ -387,29 +329,18 @@ fn version_reply(options: &PluginOptions, stdin: &mut dyn Read) -> Value {
     let requested = match stdin.take(64 << 10).read_to_end(&mut buf) {
         Ok(_) => serde_json::from_slice::<Value>(&buf)
             .ok()
-            .and_then(|v| {
-                v.get("cniVersion")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
+            .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_owned))
             .and_then(|s| s.parse::<SpecVersion>().ok())
             .filter(|v| options.supported_versions().contains(v)),
         Err(_) => None,
     };
     let version = requested.unwrap_or(options.newest_version());
-    serde_json::to_value(VersionInfo::new(
-        version.as_str(),
-        options.supported_versions(),
-    ))
-    .expect("VERSION replies serialise")
+    serde_json::to_value(VersionInfo::new(version.as_str(), options.supported_versions()))
+        .expect("VERSION replies serialise")
 }
 
 /// The version gate of each verb.
-fn negotiate(
-    cmd: Command,
-    config_version: &str,
-    options: &PluginOptions,
-) -> Result<SpecVersion, Error> {
+fn negotiate(cmd: Command, config_version: &str, options: &PluginOptions) -> Result<SpecVersion, Error> {
     let supported = options.supported_versions();
     let floor = match cmd {
         Command::Check => Some(SpecVersion::V0_4_0),
@@ -417,42 +348,19 @@ fn negotiate(
         _ => None,
     };
     if let Some(floor) = floor {
-        let parsed = Semver::parse(config_version)
-            .map_err(|e| Error::new(ErrorCode::DecodingFailure, e.to_string()))?;
+        let parsed =
+            Semver::parse(config_version).map_err(|e| Error::new(ErrorCode::DecodingFailure, e.to_string()))?;
         if parsed < floor.semver() {
-            return Err(Error::new(
-                ErrorCode::IncompatibleCniVersion,
-                format!("config version does not allow {cmd}"),
-            ));
+            return Err(Error::new(ErrorCode::IncompatibleCniVersion, format!("config version does not allow {cmd}")));
         }
         if !supported.iter().any(|v| v.semver() >= parsed) {
-            return Err(Error::new(
-                ErrorCode::IncompatibleCniVersion,
-                format!("plugin version does not allow {cmd}"),
-            ));
+            return Err(Error::new(ErrorCode::IncompatibleCniVersion, format!("plugin version does not allow {cmd}")));
         }
     }
-    let effective = if config_version.is_empty() {
-        "0.1.0"
-    } else {
-        config_version
-    };
-    supported
-        .iter()
-        .copied()
-        .find(|v| v.as_str() == effective)
-        .ok_or_else(|| {
-            let list: Vec<String> = supported
-                .iter()
-                .map(|v| format!("{:?}", v.as_str()))
-                .collect();
-            Error::new(
-                ErrorCode::IncompatibleCniVersion,
-                "incompatible CNI versions",
-            )
-            .with_details(format!(
-                "config is {effective:?}, plugin supports [{}]",
-                list.join(" ")
-            ))
-        })
+    let effective = if config_version.is_empty() { "0.1.0" } else { config_version };
+    supported.iter().copied().find(|v| v.as_str() == effective).ok_or_else(|| {
+        let list: Vec<String> = supported.iter().map(|v| format!("{:?}", v.as_str())).collect();
+        Error::new(ErrorCode::IncompatibleCniVersion, "incompatible CNI versions")
+            .with_details(format!("config is {effective:?}, plugin supports [{}]", list.join(" ")))
+    })
 }

@@ -39,14 +39,7 @@ struct Inner {
 impl Error {
     /// An error with a code and a message.
     pub fn new(code: impl Into<ErrorCode>, msg: impl Into<String>) -> Self {
-        Self {
-            inner: Box::new(Inner {
-                code: code.into(),
-                msg: msg.into(),
-                details: None,
-                source: None,
-            }),
-        }
+        Self { inner: Box::new(Inner { code: code.into(), msg: msg.into(), details: None, source: None }) }
     }
 
     /// Code 999 (internal error).
@@ -61,10 +54,7 @@ impl Error {
 
     /// Code 2 (unsupported field); the message names the key and the value, as the spec asks.
     pub fn unsupported_field(key: &str, value: impl fmt::Display) -> Self {
-        Self::new(
-            ErrorCode::UnsupportedField,
-            format!("unsupported field {key:?} with value {value}"),
-        )
+        Self::new(ErrorCode::UnsupportedField, format!("unsupported field {key:?} with value {value}"))
     }
 
     /// Code 11 (try again later).
@@ -87,10 +77,7 @@ impl Error {
 
     /// Attaches a source error; its chain is appended to the details when printed.
     #[must_use]
-    pub fn with_source(
-        mut self,
-        source: impl Into<Box<dyn StdError + Send + Sync + 'static>>,
-    ) -> Self {
+    pub fn with_source(mut self, source: impl Into<Box<dyn StdError + Send + Sync + 'static>>) -> Self {
         self.inner.source = Some(source.into());
         self
     }
@@ -126,11 +113,7 @@ impl Error {
 
     fn chain_text(&self) -> Option<String> {
         let mut parts: Vec<String> = self.inner.details.iter().cloned().collect();
-        let mut next = self
-            .inner
-            .source
-            .as_deref()
-            .map(|s| s as &(dyn StdError + 'static));
+        let mut next = self.inner.source.as_deref().map(|s| s as &(dyn StdError + 'static));
         while let Some(e) = next {
             parts.push(e.to_string());
             next = e.source();
@@ -159,31 +142,13 @@ where
         let boxed: Box<dyn StdError + Send + Sync> = Box::new(err);
         match boxed.downcast::<CniError>() {
             Ok(cni) => {
-                let CniError {
-                    code, msg, details, ..
-                } = *cni;
-                Self {
-                    inner: Box::new(Inner {
-                        code,
-                        msg,
-                        details,
-                        source: None,
-                    }),
-                }
+                let CniError { code, msg, details, .. } = *cni;
+                Self { inner: Box::new(Inner { code, msg, details, source: None }) }
             }
             Err(other) => {
                 let msg = other.to_string();
-                let source = other
-                    .source()
-                    .map(|s| -> Box<dyn StdError + Send + Sync> { Box::new(ChainLink::of(s)) });
-                Self {
-                    inner: Box::new(Inner {
-                        code: ErrorCode::Internal,
-                        msg,
-                        details: None,
-                        source,
-                    }),
-                }
+                let source = other.source().map(|s| -> Box<dyn StdError + Send + Sync> { Box::new(ChainLink::of(s)) });
+                Self { inner: Box::new(Inner { code: ErrorCode::Internal, msg, details: None, source }) }
             }
         }
     }
@@ -198,10 +163,7 @@ struct ChainLink {
 
 impl ChainLink {
     fn of(e: &(dyn StdError + 'static)) -> Self {
-        Self {
-            text: e.to_string(),
-            next: e.source().map(|s| Box::new(Self::of(s))),
-        }
+        Self { text: e.to_string(), next: e.source().map(|s| Box::new(Self::of(s))) }
     }
 }
 
@@ -307,17 +269,12 @@ mod tests {
     #[test]
     fn cni_error_keeps_code() {
         let e = Error::from(CniError::new(ErrorCode::Plugin(101), "custom").with_details("d"));
-        assert_eq!(
-            (e.code(), e.message(), e.details().as_deref()),
-            (ErrorCode::Plugin(101), "custom", Some("d"))
-        );
+        assert_eq!((e.code(), e.message(), e.details().as_deref()), (ErrorCode::Plugin(101), "custom", Some("d")));
     }
 
     #[test]
     fn context_keeps_code_and_history() {
-        let e = Error::try_again_later("pool busy")
-            .with_details("lock held")
-            .context("IPAM failed");
+        let e = Error::try_again_later("pool busy").with_details("lock held").context("IPAM failed");
         assert_eq!(e.code(), ErrorCode::TryAgainLater);
         assert_eq!(e.message(), "IPAM failed");
         assert_eq!(e.details().as_deref(), Some("pool busy: lock held"));

@@ -32,8 +32,10 @@
 //! [Container Network Interface]: https://github.com/containernetworking/cni
 #![warn(missing_docs)]
 
+pub mod delegate;
 pub mod dispatch;
 mod error;
+pub mod exec;
 mod guard;
 pub mod logging;
 mod options;
@@ -47,9 +49,10 @@ pub mod __private;
 #[cfg(feature = "macros")]
 pub use cni_macros::cni_plugin;
 pub use cni_types::{
-    self as types, Attachment, CniArgs, CniError, CniResult, Dns, ErrorCode, Interface, IpConfig,
-    NetworkConfig, Route, RuntimeConfig, SpecVersion,
+    self as types, Attachment, CniArgs, CniError, CniResult, Dns, ErrorCode, Interface, IpConfig, NetworkConfig, Route,
+    RuntimeConfig, SpecVersion,
 };
+pub use delegate::Delegate;
 pub use error::{Error, Result, ResultExt};
 pub use options::{DEFAULT_MAX_STDIN, PluginOptions};
 pub use plugin::{Command, Context, Plugin, UnknownCommand};

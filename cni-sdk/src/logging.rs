@@ -33,17 +33,12 @@ pub fn init_from_env(env: &BTreeMap<String, String>) -> Option<String> {
             LevelFilter::WARN
         }),
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_ansi(false)
-        .with_target(false);
+    let builder = tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_target(false);
     let result = match env.get(LOG_FILE_ENV).filter(|p| !p.is_empty()) {
         Some(path) => match OpenOptions::new().create(true).append(true).open(path) {
             Ok(file) => builder.with_writer(Mutex::new(file)).try_init(),
             Err(e) => {
-                warning = Some(format!(
-                    "cannot open {LOG_FILE_ENV}={path:?}: {e}; logging to stderr"
-                ));
+                warning = Some(format!("cannot open {LOG_FILE_ENV}={path:?}: {e}; logging to stderr"));
                 builder.with_writer(std::io::stderr).try_init()
             }
         },

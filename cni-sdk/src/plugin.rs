@@ -30,14 +30,7 @@ pub enum Command {
 
 impl Command {
     /// All verbs.
-    pub const ALL: [Command; 6] = [
-        Self::Add,
-        Self::Del,
-        Self::Check,
-        Self::Gc,
-        Self::Status,
-        Self::Version,
-    ];
+    pub const ALL: [Command; 6] = [Self::Add, Self::Del, Self::Check, Self::Gc, Self::Status, Self::Version];
 
     /// The `CNI_COMMAND` value.
     pub const fn as_str(self) -> &'static str {
@@ -76,10 +69,7 @@ pub struct UnknownCommand(pub String);
 impl FromStr for Command {
     type Err = UnknownCommand;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| UnknownCommand(s.to_owned()))
+        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownCommand(s.to_owned()))
     }
 }
 
@@ -101,6 +91,7 @@ pub struct Context<C> {
     pub(crate) version: SpecVersion,
     pub(crate) raw_config: Arc<[u8]>,
     pub(crate) env: Arc<BTreeMap<String, String>>,
+    pub(crate) exec: Arc<dyn crate::exec::Exec>,
 }
 
 impl<C> Context<C> {

@@ -9,14 +9,7 @@ use crate::{Plugin, PluginOptions, SpecVersion};
 
 /// Collects the process environment (lossily decoded).
 fn process_env() -> BTreeMap<String, String> {
-    std::env::vars_os()
-        .map(|(k, v)| {
-            (
-                k.to_string_lossy().into_owned(),
-                v.to_string_lossy().into_owned(),
-            )
-        })
-        .collect()
+    std::env::vars_os().map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned())).collect()
 }
 
 /// The whole life of a plugin process: read the real environment and stdin, dispatch on a
@@ -27,30 +20,18 @@ pub fn main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
     if let Some(warning) = crate::logging::init_from_env(&env) {
         let _ = writeln!(std::io::stderr(), "{warning}");
     }
-    let code = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let code = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => {
             let mut stdin = std::io::stdin().lock();
             let mut stdout = std::io::stdout().lock();
             let mut stderr = std::io::stderr();
-            let io = crate::dispatch::Invocation {
-                env,
-                stdin: &mut stdin,
-                stdout: &mut stdout,
-                stderr: &mut stderr,
-            };
+            let io = crate::dispatch::Invocation { env, stdin: &mut stdin, stdout: &mut stdout, stderr: &mut stderr };
             rt.block_on(crate::dispatch::run(&plugin, &options, io))
         }
         Err(e) => {
             let err = crate::Error::internal("failed to start the async runtime").with_source(e);
             let obj = err.to_cni_error(options.newest_version().as_str());
-            let _ = writeln!(
-                std::io::stdout(),
-                "{}",
-                serde_json::to_string(&obj).unwrap_or_default()
-            );
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string(&obj).unwrap_or_default());
             crate::dispatch::EXIT_FAILURE
         }
     };

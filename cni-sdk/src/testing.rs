@@ -39,7 +39,10 @@ use std::future::Future;
 use cni_types::{CniError, CniResult, ErrorCode, SpecVersion};
 use serde_json::{Value, json};
 
-use crate::dispatch::{self, Invocation};
+use std::sync::Arc;
+
+use crate::dispatch::{self, Invocation, Services};
+use crate::exec::Exec;
 use crate::{Command, Plugin, PluginOptions};
 
 /// The container ID tests use unless told otherwise.
@@ -57,14 +60,12 @@ pub struct PluginTest<'p, P> {
     env: BTreeMap<String, String>,
     config: Value,
     stdin: Option<Vec<u8>>,
+    services: Services,
 }
 
 impl<P> std::fmt::Debug for PluginTest<'_, P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginTest")
-            .field("env", &self.env)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("PluginTest").field("env", &self.env).field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -88,6 +89,7 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
             env,
             config: json!({"cniVersion": "1.1.0", "name": TEST_NETWORK, "type": "test"}),
             stdin: None,
+            services: Services::default(),
         }
     }
 
@@ -126,14 +128,9 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
     /// # Panics
     /// When the result cannot be expressed in that version (e.g. no IP in 0.2.0).
     pub fn prev_result(self, result: &CniResult) -> Self {
-        let version: SpecVersion = self.config["cniVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .parse()
-            .unwrap_or(SpecVersion::LATEST);
-        let doc = result
-            .to_value(version)
-            .expect("prevResult must be representable in the configuration's version");
+        let version: SpecVersion =
+            self.config["cniVersion"].as_str().unwrap_or_default().parse().unwrap_or(SpecVersion::LATEST);
+        let doc = result.to_value(version).expect("prevResult must be representable in the configuration's version");
         self.config_keys(json!({ "prevResult": doc }))
     }
 
@@ -169,6 +166,12 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
         self
     }
 
+    /// Serves delegated plugins (IPAM, chained) from this executor instead of `CNI_PATH`.
+    pub fn exec(mut self, exec: impl Exec + 'static) -> Self {
+        self.services.exec = Arc::new(exec);
+        self
+    }
+
     /// Sends these bytes on stdin instead of the configuration.
     pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
         self.stdin = Some(bytes.into());
@@ -177,31 +180,14 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
 
     /// Runs the dispatcher.
     pub async fn run(self) -> Outcome {
-        let stdin = self
-            .stdin
-            .unwrap_or_else(|| serde_json::to_vec(&self.config).expect("JSON values serialise"));
-        let version = self
-            .config
-            .get("cniVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let stdin = self.stdin.unwrap_or_else(|| serde_json::to_vec(&self.config).expect("JSON values serialise"));
+        let version = self.config.get("cniVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut input: &[u8] = &stdin;
-        let io = Invocation {
-            env: self.env,
-            stdin: &mut input,
-            stdout: &mut stdout,
-            stderr: &mut stderr,
-        };
-        let exit_code = dispatch::run(self.plugin, &self.options, io).await;
-        Outcome {
-            exit_code,
-            stdout,
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            version,
-        }
+        let io = Invocation { env: self.env, stdin: &mut input, stdout: &mut stdout, stderr: &mut stderr };
+        let exit_code = dispatch::run_with(self.plugin, &self.options, io, self.services).await;
+        Outcome { exit_code, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned(), version }
     }
 }
 
@@ -233,10 +219,9 @@ impl Outcome {
         }
         match serde_json::from_slice(&self.stdout) {
             Ok(v) => Some(v),
-            Err(e) => panic!(
-                "stdout is not exactly one JSON document ({e}):\n{}",
-                String::from_utf8_lossy(&self.stdout)
-            ),
+            Err(e) => {
+                panic!("stdout is not exactly one JSON document ({e}):\n{}", String::from_utf8_lossy(&self.stdout))
+            }
         }
     }
 
@@ -267,15 +252,8 @@ impl Outcome {
             self.stderr
         );
         let doc = self.document().expect("ADD must print a result");
-        let expected = if self.version.is_empty() {
-            "0.1.0"
-        } else {
-            &self.version
-        };
-        assert_eq!(
-            doc["cniVersion"], expected,
-            "result version must equal the configuration's"
-        );
+        let expected = if self.version.is_empty() { "0.1.0" } else { &self.version };
+        assert_eq!(doc["cniVersion"], expected, "result version must equal the configuration's");
         CniResult::from_value(doc, &self.version).expect("result must parse in its version")
     }
 
@@ -291,11 +269,7 @@ impl Outcome {
             self.stdout_text(),
             self.stderr
         );
-        assert!(
-            self.stdout.is_empty(),
-            "expected no output, got: {}",
-            self.stdout_text()
-        );
+        assert!(self.stdout.is_empty(), "expected no output, got: {}", self.stdout_text());
     }
 
     /// Asserts failure with error `code` and exit code 1, and returns the error object.
@@ -311,9 +285,7 @@ impl Outcome {
             self.exit_code,
             self.stdout_text()
         );
-        let err = self
-            .error()
-            .unwrap_or_else(|| panic!("expected an error object, got: {}", self.stdout_text()));
+        let err = self.error().unwrap_or_else(|| panic!("expected an error object, got: {}", self.stdout_text()));
         assert_eq!(err.code, code, "wrong error code: {err:?}");
         assert!(err.cni_version.is_some(), "error objects carry cniVersion");
         err

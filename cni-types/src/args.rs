@@ -78,24 +78,13 @@ impl CniArgs {
     }
 
     /// Builds from pairs (runtime side).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Self {
-            pairs: pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        }
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self { pairs: pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect() }
     }
 
     /// Formats back to `K=V;K2=V2`.
     pub fn to_env_string(&self) -> String {
-        self.pairs
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(";")
+        self.pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(";")
     }
 
     /// All pairs in order.
@@ -110,17 +99,12 @@ impl CniArgs {
 
     /// The value of `key` (case-sensitive, like Go's field names); the last one wins.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// `IgnoreUnknown` (absent = false).
     pub fn ignore_unknown(&self) -> Result<bool, ArgsError> {
-        self.get("IgnoreUnknown")
-            .map_or(Ok(false), |v| parse_go_bool("IgnoreUnknown", v))
+        self.get("IgnoreUnknown").map_or(Ok(false), |v| parse_go_bool("IgnoreUnknown", v))
     }
 
     /// Fails like Go's `LoadArgs` when keys other than `known` (and `IgnoreUnknown`) are present
@@ -133,25 +117,17 @@ impl CniArgs {
             .filter(|(k, _)| k != "IgnoreUnknown" && !known.contains(&k.as_str()))
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        if unknown.is_empty() || ignore {
-            Ok(())
-        } else {
-            Err(ArgsError::Unknown(unknown))
-        }
+        if unknown.is_empty() || ignore { Ok(()) } else { Err(ArgsError::Unknown(unknown)) }
     }
 
     /// `IP`: a requested address, `ip` or `ip/prefix` (a bare address gets a host prefix).
     pub fn ip(&self) -> Option<Result<IpNet, ArgsError>> {
-        self.get("IP")
-            .map(|v| parse_ip_or_net(v).ok_or_else(|| invalid("IP", v, "not an IP address")))
+        self.get("IP").map(|v| parse_ip_or_net(v).ok_or_else(|| invalid("IP", v, "not an IP address")))
     }
 
     /// `MAC`: a requested hardware address.
     pub fn mac(&self) -> Option<Result<MacAddr, ArgsError>> {
-        self.get("MAC").map(|v| {
-            v.parse()
-                .map_err(|e: crate::mac::MacParseError| invalid("MAC", v, &e.to_string()))
-        })
+        self.get("MAC").map(|v| v.parse().map_err(|e: crate::mac::MacParseError| invalid("MAC", v, &e.to_string())))
     }
 
     /// `K8S_POD_NAMESPACE`.
@@ -176,19 +152,12 @@ impl CniArgs {
 }
 
 fn invalid(key: &str, value: &str, why: &str) -> ArgsError {
-    ArgsError::InvalidValue {
-        key: key.to_owned(),
-        reason: format!("{value:?}: {why}"),
-    }
+    ArgsError::InvalidValue { key: key.to_owned(), reason: format!("{value:?}: {why}") }
 }
 
 /// Parses `ip` or `ip/prefix`; a bare address gets a full-length prefix.
 pub(crate) fn parse_ip_or_net(s: &str) -> Option<IpNet> {
-    if s.contains('/') {
-        s.parse().ok()
-    } else {
-        s.parse::<IpAddr>().ok().map(IpNet::from)
-    }
+    if s.contains('/') { s.parse().ok() } else { s.parse::<IpAddr>().ok().map(IpNet::from) }
 }
 
 #[cfg(test)]
@@ -197,41 +166,14 @@ mod tests {
 
     #[test]
     fn go_errors() {
-        assert_eq!(
-            CniArgs::parse("A=1;").unwrap_err().to_string(),
-            "ARGS: invalid pair \"\""
-        );
-        assert_eq!(
-            CniArgs::parse("A=1=2").unwrap_err().to_string(),
-            "ARGS: invalid pair \"A=1=2\""
-        );
-        assert_eq!(
-            CniArgs::parse("A").unwrap_err(),
-            ArgsError::InvalidPair("A".into())
-        );
-        let e = CniArgs::parse("A=1;B=2")
-            .unwrap()
-            .check_known(&[])
-            .unwrap_err();
+        assert_eq!(CniArgs::parse("A=1;").unwrap_err().to_string(), "ARGS: invalid pair \"\"");
+        assert_eq!(CniArgs::parse("A=1=2").unwrap_err().to_string(), "ARGS: invalid pair \"A=1=2\"");
+        assert_eq!(CniArgs::parse("A").unwrap_err(), ArgsError::InvalidPair("A".into()));
+        let e = CniArgs::parse("A=1;B=2").unwrap().check_known(&[]).unwrap_err();
         assert_eq!(e.to_string(), "ARGS: unknown args [\"A=1\" \"B=2\"]");
-        assert!(
-            CniArgs::parse("IgnoreUnknown=TRUE;A=1")
-                .unwrap()
-                .check_known(&[])
-                .is_ok()
-        );
-        assert!(
-            CniArgs::parse("IgnoreUnknown=yes")
-                .unwrap()
-                .ignore_unknown()
-                .is_err()
-        );
-        assert!(
-            CniArgs::parse("IgnoreUnknown=0;A=1")
-                .unwrap()
-                .check_known(&[])
-                .is_err()
-        );
+        assert!(CniArgs::parse("IgnoreUnknown=TRUE;A=1").unwrap().check_known(&[]).is_ok());
+        assert!(CniArgs::parse("IgnoreUnknown=yes").unwrap().ignore_unknown().is_err());
+        assert!(CniArgs::parse("IgnoreUnknown=0;A=1").unwrap().check_known(&[]).is_err());
     }
 
     #[test]

@@ -40,12 +40,7 @@ pub struct CacheRecord {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub netns: String,
     /// `CNI_ARGS` pairs.
-    #[serde(
-        rename = "cniArgs",
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_default"
-    )]
+    #[serde(rename = "cniArgs", default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_default")]
     pub cni_args: Vec<[String; 2]>,
     /// Capability arguments.
     #[serde(
@@ -60,9 +55,7 @@ pub struct CacheRecord {
     pub result: Option<Value>,
 }
 
-fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(
-    d: D,
-) -> Result<T, D::Error> {
+fn null_default<'de, D: Deserializer<'de>, T: Default + Deserialize<'de>>(d: D) -> Result<T, D::Error> {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
@@ -73,9 +66,7 @@ fn ser_bytes<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
 fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(Vec::new()),
-        Some(s) => base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(serde::de::Error::custom),
+        Some(s) => base64::engine::general_purpose::STANDARD.decode(s).map_err(serde::de::Error::custom),
     }
 }
 

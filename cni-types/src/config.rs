@@ -62,32 +62,16 @@ pub struct NetworkConfig<T = ()> {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<ConfigArgs>,
     /// Capability values injected by the runtime.
-    #[serde(
-        rename = "runtimeConfig",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "runtimeConfig", default, skip_serializing_if = "Option::is_none")]
     pub runtime_config: Option<RuntimeConfig>,
     /// The previous plugin's result, raw until parsed with [`NetworkConfig::parse_prev_result`].
-    #[serde(
-        rename = "prevResult",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "prevResult", default, skip_serializing_if = "Option::is_none")]
     pub prev_result: Option<Value>,
     /// GC: attachments that are still valid.
-    #[serde(
-        rename = "cni.dev/valid-attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cni.dev/valid-attachments", default, skip_serializing_if = "Option::is_none")]
     pub valid_attachments: Option<Vec<Attachment>>,
     /// GC: the same list under the key of the 1.1.0 tag text (libcni sends both).
-    #[serde(
-        rename = "cni.dev/attachments",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cni.dev/attachments", default, skip_serializing_if = "Option::is_none")]
     pub attachments: Option<Vec<Attachment>>,
     /// The plugin's own keys.
     #[serde(flatten)]
@@ -116,18 +100,12 @@ impl<T> NetworkConfig<T> {
 
     /// The GC attachment list: `cni.dev/valid-attachments`, else the legacy `cni.dev/attachments`.
     pub fn gc_attachments(&self) -> Option<&[Attachment]> {
-        self.valid_attachments
-            .as_deref()
-            .or(self.attachments.as_deref())
+        self.valid_attachments.as_deref().or(self.attachments.as_deref())
     }
 
     /// Whether the plugin declared `capability` as enabled.
     pub fn has_capability(&self, capability: &str) -> bool {
-        self.capabilities
-            .as_ref()
-            .and_then(|c| c.get(capability))
-            .copied()
-            .unwrap_or(false)
+        self.capabilities.as_ref().and_then(|c| c.get(capability)).copied().unwrap_or(false)
     }
 }
 
@@ -211,10 +189,7 @@ impl FromStr for IpRequest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s.contains('/') {
             let net: IpNet = s.parse().map_err(|_| IpRequestError(s.to_owned()))?;
-            Ok(Self {
-                addr: net.addr(),
-                prefix: Some(net.prefix_len()),
-            })
+            Ok(Self { addr: net.addr(), prefix: Some(net.prefix_len()) })
         } else {
             let addr = s.parse().map_err(|_| IpRequestError(s.to_owned()))?;
             Ok(Self { addr, prefix: None })
@@ -267,11 +242,7 @@ pub struct RuntimeConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<MacAddr>,
     /// `infinibandGUID`.
-    #[serde(
-        rename = "infinibandGUID",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "infinibandGUID", default, skip_serializing_if = "Option::is_none")]
     pub infiniband_guid: Option<String>,
     /// `deviceID` (a PCI address, for example).
     #[serde(rename = "deviceID", default, skip_serializing_if = "Option::is_none")]
@@ -374,26 +345,9 @@ mod tests {
             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.200.0.0/24"}]]}
         });
         let conf: NetworkConfig<Own> = serde_json::from_value(input.clone()).unwrap();
-        assert_eq!(
-            conf.plugin,
-            Own {
-                bridge: Some("br0".into()),
-                is_gateway: true
-            }
-        );
-        assert!(
-            !conf.extra.contains_key("bridge"),
-            "typed keys are not duplicated"
-        );
-        assert_eq!(
-            conf.runtime_config
-                .as_ref()
-                .unwrap()
-                .mac
-                .unwrap()
-                .to_string(),
-            "c2:11:22:33:44:55"
-        );
+        assert_eq!(conf.plugin, Own { bridge: Some("br0".into()), is_gateway: true });
+        assert!(!conf.extra.contains_key("bridge"), "typed keys are not duplicated");
+        assert_eq!(conf.runtime_config.as_ref().unwrap().mac.unwrap().to_string(), "c2:11:22:33:44:55");
         let mut back = serde_json::to_value(&conf).unwrap();
         // MACs are normalised to lower case; everything else is unchanged.
         back["runtimeConfig"]["mac"] = json!("C2:11:22:33:44:55");
@@ -416,13 +370,8 @@ mod tests {
         .unwrap();
         assert_eq!(conf.parse_prev_result().unwrap().unwrap().ips.len(), 1);
         conf.prev_result = Some(json!({"ips": [{"address": "10.200.0.2/24"}]}));
-        assert!(
-            conf.parse_prev_result().unwrap().is_some(),
-            "missing version = config version"
-        );
-        conf.prev_result = Some(
-            json!({"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.200.0.2/24"}]}),
-        );
+        assert!(conf.parse_prev_result().unwrap().is_some(), "missing version = config version");
+        conf.prev_result = Some(json!({"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.200.0.2/24"}]}));
         assert_eq!(
             conf.parse_prev_result().unwrap_err().to_string(),
             "could not parse prevResult: result type supports [\"1.0.0\", \"1.1.0\"] but unmarshalled CNIVersion is \"0.4.0\""

@@ -34,26 +34,13 @@ pub struct NetworkConfigList {
     #[serde(default)]
     pub name: String,
     /// Never call CHECK.
-    #[serde(
-        default,
-        deserialize_with = "lenient_bool",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "lenient_bool", skip_serializing_if = "is_false")]
     pub disable_check: bool,
     /// Never call GC.
-    #[serde(
-        rename = "disableGC",
-        default,
-        deserialize_with = "lenient_bool",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(rename = "disableGC", default, deserialize_with = "lenient_bool", skip_serializing_if = "is_false")]
     pub disable_gc: bool,
     /// Do not append plugin configurations from `<confdir>/<name>/`.
-    #[serde(
-        default,
-        deserialize_with = "lenient_bool",
-        skip_serializing_if = "is_false"
-    )]
+    #[serde(default, deserialize_with = "lenient_bool", skip_serializing_if = "is_false")]
     pub load_only_inlined_plugins: bool,
     /// The plugin configurations, in chain order.
     #[serde(default, deserialize_with = "plugins_or_empty")]
@@ -73,9 +60,7 @@ fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Value::Bool(b) => Ok(b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
         Value::String(s) if s.eq_ignore_ascii_case("false") => Ok(false),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a boolean or \"true\"/\"false\", got {other}"
-        ))),
+        other => Err(serde::de::Error::custom(format!("expected a boolean or \"true\"/\"false\", got {other}"))),
     }
 }
 
@@ -124,10 +109,7 @@ impl NetworkConfigList {
             return Err(ConfigError::NoPlugins);
         }
         for (i, p) in list.plugins.iter().enumerate() {
-            if p.get("type")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-            {
+            if p.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
                 return Err(ConfigError::MissingType(i));
             }
         }
@@ -139,25 +121,11 @@ impl NetworkConfigList {
     /// `ConfListFromConf`.
     pub fn from_single_conf(bytes: &[u8]) -> Result<Self, ConfigError> {
         let conf: Map<String, Value> = serde_json::from_slice(bytes)?;
-        if conf
-            .get("type")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
+        if conf.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(ConfigError::ConfMissingType);
         }
-        let text = |k: &str| {
-            conf.get(k)
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        };
-        let list = Self {
-            cni_version: text("cniVersion"),
-            name: text("name"),
-            plugins: vec![conf],
-            ..Self::default()
-        };
+        let text = |k: &str| conf.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let list = Self { cni_version: text("cniVersion"), name: text("name"), plugins: vec![conf], ..Self::default() };
         if list.name.is_empty() {
             return Err(ConfigError::NoName);
         }
@@ -201,62 +169,34 @@ mod tests {
 
     #[test]
     fn libcni_errors() {
-        let e = |s: &str| {
-            NetworkConfigList::from_slice(s.as_bytes())
-                .unwrap_err()
-                .to_string()
-        };
+        let e = |s: &str| NetworkConfigList::from_slice(s.as_bytes()).unwrap_err().to_string();
         assert_eq!(
             e(r#"{"cniVersion":"1.0.0","plugins":[{"type":"x"}]}"#),
             "error parsing configuration list: no name"
         );
-        assert_eq!(
-            e(r#"{"name":"n","plugins":[]}"#),
-            "error parsing configuration list: no plugins in list"
-        );
+        assert_eq!(e(r#"{"name":"n","plugins":[]}"#), "error parsing configuration list: no plugins in list");
         assert_eq!(
             e(r#"{"name":"n","plugins":[{"a":1}]}"#),
             "error parsing configuration list: missing 'type' in plugin 0"
         );
         assert!(e(r#"{"name":"n","disableCheck":"yes"}"#).contains("expected a boolean"));
         assert!(e(r#"{"name":"n","cniVersions":[1]}"#).contains("invalid cniVersions entry"));
-        assert!(
-            NetworkConfigList::from_slice(br#"{"name":"n"}"#)
-                .unwrap()
-                .plugins
-                .is_empty()
-        );
+        assert!(NetworkConfigList::from_slice(br#"{"name":"n"}"#).unwrap().plugins.is_empty());
     }
 
     #[test]
     fn version_selection() {
-        let l = |s: &str| {
-            NetworkConfigList::from_slice(s.as_bytes())
-                .unwrap()
-                .selected_version()
-                .unwrap()
-        };
+        let l = |s: &str| NetworkConfigList::from_slice(s.as_bytes()).unwrap().selected_version().unwrap();
         assert_eq!(l(r#"{"name":"n","cniVersion":"1.0"}"#), "1.0");
-        assert_eq!(
-            l(r#"{"name":"n","cniVersion":"0.4.0","cniVersions":["1.0.0","0.3.1"]}"#),
-            "1.0.0"
-        );
-        assert_eq!(
-            l(r#"{"name":"n","cniVersion":"2.0.0","cniVersions":["1.1.0"]}"#),
-            "1.1.0"
-        );
+        assert_eq!(l(r#"{"name":"n","cniVersion":"0.4.0","cniVersions":["1.0.0","0.3.1"]}"#), "1.0.0");
+        assert_eq!(l(r#"{"name":"n","cniVersion":"2.0.0","cniVersions":["1.1.0"]}"#), "1.1.0");
     }
 
     #[test]
     fn single_conf_up_conversion() {
-        let l = NetworkConfigList::from_single_conf(
-            br#"{"cniVersion":"0.2.0","name":"mynet","type":"bridge","x":1}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            (l.name.as_str(), l.cni_version.as_str(), l.plugins.len()),
-            ("mynet", "0.2.0", 1)
-        );
+        let l = NetworkConfigList::from_single_conf(br#"{"cniVersion":"0.2.0","name":"mynet","type":"bridge","x":1}"#)
+            .unwrap();
+        assert_eq!((l.name.as_str(), l.cni_version.as_str(), l.plugins.len()), ("mynet", "0.2.0", 1));
         assert_eq!(l.plugins[0]["x"], 1);
         assert!(NetworkConfigList::from_single_conf(br#"{"name":"n"}"#).is_err());
     }

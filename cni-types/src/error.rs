@@ -153,11 +153,7 @@ impl<'de> Deserialize<'de> for ErrorCode {
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct CniError {
     /// The protocol version in use.
-    #[serde(
-        rename = "cniVersion",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cniVersion", default, skip_serializing_if = "Option::is_none")]
     pub cni_version: Option<String>,
     /// The error code.
     pub code: ErrorCode,
@@ -172,12 +168,7 @@ pub struct CniError {
 impl CniError {
     /// An error with a code and a message.
     pub fn new(code: impl Into<ErrorCode>, msg: impl Into<String>) -> Self {
-        Self {
-            cni_version: None,
-            code: code.into(),
-            msg: msg.into(),
-            details: None,
-        }
+        Self { cni_version: None, code: code.into(), msg: msg.into(), details: None }
     }
 
     /// Sets `details` (an empty string clears it).
@@ -222,8 +213,7 @@ mod tests {
 
     #[test]
     fn go_shape_parses() {
-        let e: CniError =
-            serde_json::from_str(r#"{"code":4,"msg":"m","details":"d","extra":1}"#).unwrap();
+        let e: CniError = serde_json::from_str(r#"{"code":4,"msg":"m","details":"d","extra":1}"#).unwrap();
         assert_eq!(e.code, ErrorCode::InvalidEnvironmentVariables);
         assert_eq!(e.to_string(), "m; d");
         assert_eq!(e.cni_version, None);

@@ -20,17 +20,12 @@ fn matches_id_regex(s: &str) -> bool {
 /// code 4 `invalid characters in containerID` with the ID as details.
 pub fn validate_container_id(id: &str) -> Result<(), CniError> {
     if id.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::UnknownContainer,
-            "missing containerID",
-        ));
+        return Err(CniError::new(ErrorCode::UnknownContainer, "missing containerID"));
     }
     if !matches_id_regex(id) {
-        return Err(CniError::new(
-            ErrorCode::InvalidEnvironmentVariables,
-            "invalid characters in containerID",
-        )
-        .with_details(id));
+        return Err(
+            CniError::new(ErrorCode::InvalidEnvironmentVariables, "invalid characters in containerID").with_details(id)
+        );
     }
     Ok(())
 }
@@ -39,17 +34,11 @@ pub fn validate_container_id(id: &str) -> Result<(), CniError> {
 /// code 7 `invalid characters found in network name` with the name as details.
 pub fn validate_network_name(name: &str) -> Result<(), CniError> {
     if name.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "missing network name",
-        ));
+        return Err(CniError::new(ErrorCode::InvalidNetworkConfig, "missing network name"));
     }
     if !matches_id_regex(name) {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "invalid characters found in network name",
-        )
-        .with_details(name));
+        return Err(CniError::new(ErrorCode::InvalidNetworkConfig, "invalid characters found in network name")
+            .with_details(name));
     }
     Ok(())
 }
@@ -62,16 +51,12 @@ pub fn validate_interface_name(name: &str) -> Result<(), CniError> {
         return Err(e("interface name is empty"));
     }
     if name.len() > 15 {
-        return Err(e("interface name is too long")
-            .with_details("interface name should be less than 16 characters"));
+        return Err(e("interface name is too long").with_details("interface name should be less than 16 characters"));
     }
     if name == "." || name == ".." {
         return Err(e("interface name is . or .."));
     }
-    if name
-        .chars()
-        .any(|c| c == '/' || c == ':' || c.is_whitespace())
-    {
+    if name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace()) {
         return Err(e("interface name contains / or : or whitespace characters"));
     }
     Ok(())
@@ -81,16 +66,10 @@ pub fn validate_interface_name(name: &str) -> Result<(), CniError> {
 /// separator (`no plugin name provided`, `invalid plugin name: <t>`).
 pub fn validate_plugin_type(plugin_type: &str) -> Result<(), CniError> {
     if plugin_type.is_empty() {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            "no plugin name provided",
-        ));
+        return Err(CniError::new(ErrorCode::InvalidNetworkConfig, "no plugin name provided"));
     }
     if plugin_type.contains('/') || plugin_type.contains('\\') {
-        return Err(CniError::new(
-            ErrorCode::InvalidNetworkConfig,
-            format!("invalid plugin name: {plugin_type}"),
-        ));
+        return Err(CniError::new(ErrorCode::InvalidNetworkConfig, format!("invalid plugin name: {plugin_type}")));
     }
     Ok(())
 }
@@ -116,36 +95,21 @@ mod tests {
     fn interface_names() {
         assert!(validate_interface_name("é1234567").is_ok());
         assert!(validate_interface_name("123456789012345").is_ok());
-        assert_eq!(
-            validate_interface_name("1234567890123456").unwrap_err().msg,
-            "interface name is too long"
-        );
-        assert_eq!(
-            validate_interface_name("..").unwrap_err().msg,
-            "interface name is . or .."
-        );
+        assert_eq!(validate_interface_name("1234567890123456").unwrap_err().msg, "interface name is too long");
+        assert_eq!(validate_interface_name("..").unwrap_err().msg, "interface name is . or ..");
         for bad in ["eth0:1", "a/b", "a b", "a\u{2003}b"] {
             assert_eq!(
                 validate_interface_name(bad).unwrap_err().msg,
                 "interface name contains / or : or whitespace characters"
             );
         }
-        assert_eq!(
-            validate_interface_name("").unwrap_err().msg,
-            "interface name is empty"
-        );
+        assert_eq!(validate_interface_name("").unwrap_err().msg, "interface name is empty");
     }
 
     #[test]
     fn network_names() {
-        assert_eq!(
-            validate_network_name("").unwrap_err().msg,
-            "missing network name"
-        );
-        assert_eq!(
-            validate_network_name("a:b").unwrap_err().details.as_deref(),
-            Some("a:b")
-        );
+        assert_eq!(validate_network_name("").unwrap_err().msg, "missing network name");
+        assert_eq!(validate_network_name("a:b").unwrap_err().details.as_deref(), Some("a:b"));
         assert!(validate_network_name("mynet").is_ok());
     }
 }

@@ -7,9 +7,7 @@ pub(crate) fn to_string_indent4<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
     let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    value
-        .serialize(&mut ser)
-        .expect("JSON values always serialise");
+    value.serialize(&mut ser).expect("JSON values always serialise");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 

@@ -52,8 +52,8 @@ pub mod version_info;
 pub use args::{ArgsError, CniArgs};
 pub use cache::{CACHE_KIND_V1, CacheError, CacheRecord};
 pub use config::{
-    Bandwidth, CniConventionArgs, ConfigArgs, IpRange, IpRequest, IpamConfig, Label, NetworkConfig,
-    PortMapping, RuntimeConfig, RuntimeDns,
+    Bandwidth, CniConventionArgs, ConfigArgs, IpRange, IpRequest, IpamConfig, Label, NetworkConfig, PortMapping,
+    RuntimeConfig, RuntimeDns,
 };
 pub use conflist::{ConfigError, NetworkConfigList};
 pub use error::{CniError, ErrorCode};

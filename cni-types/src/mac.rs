@@ -115,8 +115,7 @@ impl FromStr for MacAddr {
                 }
                 let digits: Vec<u8> = b.iter().copied().filter(|c| *c != b'.').collect();
                 for (i, octet) in out.iter_mut().enumerate() {
-                    *octet = hex(digits[2 * i]).ok_or_else(err)? << 4
-                        | hex(digits[2 * i + 1]).ok_or_else(err)?;
+                    *octet = hex(digits[2 * i]).ok_or_else(err)? << 4 | hex(digits[2 * i + 1]).ok_or_else(err)?;
                 }
             }
             _ => return Err(err()),
@@ -226,13 +225,9 @@ impl FromStr for HardwareAddr {
         }
         let mut bytes = [0u8; 20];
         for (i, out) in bytes.iter_mut().take(len).enumerate() {
-            *out = hex(digits[2 * i]).ok_or_else(err)? << 4
-                | hex(digits[2 * i + 1]).ok_or_else(err)?;
+            *out = hex(digits[2 * i]).ok_or_else(err)? << 4 | hex(digits[2 * i + 1]).ok_or_else(err)?;
         }
-        Ok(Self {
-            len: len as u8,
-            bytes,
-        })
+        Ok(Self { len: len as u8, bytes })
     }
 }
 
@@ -256,10 +251,7 @@ mod tests {
     #[test]
     fn parses_go_forms() {
         for s in ["c2:11:22:33:44:55", "C2-11-22-33-44-55", "c211.2233.4455"] {
-            assert_eq!(
-                s.parse::<MacAddr>().unwrap().octets(),
-                [0xc2, 0x11, 0x22, 0x33, 0x44, 0x55]
-            );
+            assert_eq!(s.parse::<MacAddr>().unwrap().octets(), [0xc2, 0x11, 0x22, 0x33, 0x44, 0x55]);
         }
     }
 
@@ -283,12 +275,7 @@ mod tests {
         assert_eq!(eui.to_string(), "02:00:5e:10:00:00:00:01");
         let mac: HardwareAddr = "c211.2233.4455".parse().unwrap();
         assert_eq!(mac.as_mac().unwrap().to_string(), "c2:11:22:33:44:55");
-        for bad in [
-            "",
-            "02:00:5e:10:00:00:00",
-            "02:00:5e:10:00:00:00:1",
-            "zz:00:5e:10:00:00:00:01",
-        ] {
+        for bad in ["", "02:00:5e:10:00:00:00", "02:00:5e:10:00:00:00:1", "zz:00:5e:10:00:00:00:01"] {
             assert!(bad.parse::<HardwareAddr>().is_err(), "{bad}");
         }
     }
@@ -296,9 +283,6 @@ mod tests {
     #[test]
     fn serde_is_lower_case_string() {
         let mac: MacAddr = serde_json::from_str("\"AA:BB:CC:DD:EE:0F\"").unwrap();
-        assert_eq!(
-            serde_json::to_string(&mac).unwrap(),
-            "\"aa:bb:cc:dd:ee:0f\""
-        );
+        assert_eq!(serde_json::to_string(&mac).unwrap(), "\"aa:bb:cc:dd:ee:0f\"");
     }
 }

@@ -67,15 +67,8 @@ impl ResultFamily {
 
 impl SpecVersion {
     /// All seven versions, oldest first (Go's `version.All`).
-    pub const ALL: [SpecVersion; 7] = [
-        Self::V0_1_0,
-        Self::V0_2_0,
-        Self::V0_3_0,
-        Self::V0_3_1,
-        Self::V0_4_0,
-        Self::V1_0_0,
-        Self::V1_1_0,
-    ];
+    pub const ALL: [SpecVersion; 7] =
+        [Self::V0_1_0, Self::V0_2_0, Self::V0_3_0, Self::V0_3_1, Self::V0_4_0, Self::V1_0_0, Self::V1_1_0];
 
     /// The newest version this crate implements.
     pub const LATEST: SpecVersion = Self::V1_1_0;
@@ -139,11 +132,7 @@ impl SpecVersion {
     /// Maps a string the way the version *of a document* is read: empty means 0.1.0, otherwise
     /// the string must be one of the seven exactly.
     pub fn from_document(s: &str) -> Result<Self, VersionError> {
-        if s.is_empty() {
-            Ok(Self::V0_1_0)
-        } else {
-            s.parse()
-        }
+        if s.is_empty() { Ok(Self::V0_1_0) } else { s.parse() }
     }
 }
 
@@ -157,11 +146,7 @@ impl FromStr for SpecVersion {
     type Err = VersionError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| VersionError::Unsupported(s.to_owned()))
+        Self::ALL.iter().copied().find(|v| v.as_str() == s).ok_or_else(|| VersionError::Unsupported(s.to_owned()))
     }
 }
 
@@ -213,11 +198,7 @@ pub struct Semver {
 impl Semver {
     /// Builds a version from its parts.
     pub const fn new(major: u64, minor: u64, micro: u64) -> Self {
-        Self {
-            major,
-            minor,
-            micro,
-        }
+        Self { major, minor, micro }
     }
 
     /// Parses like Go: `""` → 0.1.0; split on `.`; more than three parts is an error; every part
@@ -228,19 +209,13 @@ impl Semver {
         }
         let parts: Vec<&str> = s.split('.').collect();
         if parts.len() >= 4 {
-            return Err(VersionError::Malformed {
-                version: s.to_owned(),
-                reason: format!("{s:?} has too many parts"),
-            });
+            return Err(VersionError::Malformed { version: s.to_owned(), reason: format!("{s:?} has too many parts") });
         }
         let mut nums = [0u64; 3];
         for (i, (part, name)) in parts.iter().zip(["major", "minor", "micro"]).enumerate() {
             // Go's Atoi accepts an optional sign; a version number never has one.
-            nums[i] = part
-                .parse::<u64>()
-                .ok()
-                .filter(|_| !part.starts_with('+'))
-                .ok_or_else(|| VersionError::Malformed {
+            nums[i] =
+                part.parse::<u64>().ok().filter(|_| !part.starts_with('+')).ok_or_else(|| VersionError::Malformed {
                     version: s.to_owned(),
                     reason: format!("failed to convert {name} version part {part:?}"),
                 })?;
@@ -250,10 +225,7 @@ impl Semver {
 
     /// The published version with exactly this number, if any.
     pub fn spec_version(self) -> Option<SpecVersion> {
-        SpecVersion::ALL
-            .iter()
-            .copied()
-            .find(|v| v.semver() == self)
+        SpecVersion::ALL.iter().copied().find(|v| v.semver() == self)
     }
 }
 
@@ -308,28 +280,15 @@ mod tests {
         assert!(Semver::parse("a.b").is_err());
         assert!(Semver::parse("1..0").is_err());
         assert!(Semver::parse("10.0.0").unwrap() > Semver::new(9, 9, 9));
-        assert_eq!(
-            Semver::parse("1.1").unwrap().spec_version(),
-            Some(SpecVersion::V1_1_0)
-        );
+        assert_eq!(Semver::parse("1.1").unwrap().spec_version(), Some(SpecVersion::V1_1_0));
     }
 
     #[test]
     fn families_and_floors() {
-        assert_eq!(
-            ResultFamily::V04.versions(),
-            &[
-                SpecVersion::V0_3_0,
-                SpecVersion::V0_3_1,
-                SpecVersion::V0_4_0
-            ]
-        );
+        assert_eq!(ResultFamily::V04.versions(), &[SpecVersion::V0_3_0, SpecVersion::V0_3_1, SpecVersion::V0_4_0]);
         assert!(!SpecVersion::V0_3_1.has_check());
         assert!(SpecVersion::V0_4_0.has_check());
         assert!(!SpecVersion::V1_0_0.has_gc_and_status());
-        assert_eq!(
-            SpecVersion::V1_0_0.and_newer(),
-            &[SpecVersion::V1_0_0, SpecVersion::V1_1_0]
-        );
+        assert_eq!(SpecVersion::V1_0_0.and_newer(), &[SpecVersion::V1_0_0, SpecVersion::V1_1_0]);
     }
 }

@@ -84,9 +84,6 @@ pub struct Attachment {
 impl Attachment {
     /// Builds an attachment.
     pub fn new(container_id: impl Into<String>, ifname: impl Into<String>) -> Self {
-        Self {
-            container_id: container_id.into(),
-            ifname: ifname.into(),
-        }
+        Self { container_id: container_id.into(), ifname: ifname.into() }
     }
 }

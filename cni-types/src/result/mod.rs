@@ -32,9 +32,7 @@ use serde_json::Value;
 
 use crate::{HardwareAddr, ResultFamily, SpecVersion, VersionError};
 
-pub use wire::{
-    Interface040, IpConfig020, IpConfig040, Result020, Result040, Result100, Route0x, WireResult,
-};
+pub use wire::{Interface040, IpConfig020, IpConfig040, Result020, Result040, Result100, Route0x, WireResult};
 
 /// The canonical result of an ADD (the 1.1 model, without a version).
 ///
@@ -62,11 +60,7 @@ pub struct Interface {
     /// Interface name.
     pub name: String,
     /// Hardware address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "wire::lenient_hwaddr"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "wire::lenient_hwaddr")]
     pub mac: Option<HardwareAddr>,
     /// MTU (1.1.0).
     #[serde(default, skip_serializing_if = "wire::none_or_zero")]
@@ -75,11 +69,7 @@ pub struct Interface {
     #[serde(default, skip_serializing_if = "wire::none_or_empty")]
     pub sandbox: Option<String>,
     /// Path of a socket for userspace networking (1.1.0).
-    #[serde(
-        rename = "socketPath",
-        default,
-        skip_serializing_if = "wire::none_or_empty"
-    )]
+    #[serde(rename = "socketPath", default, skip_serializing_if = "wire::none_or_empty")]
     pub socket_path: Option<String>,
     /// PCI ID of a device (1.1.0).
     #[serde(rename = "pciID", default, skip_serializing_if = "wire::none_or_empty")]
@@ -89,10 +79,7 @@ pub struct Interface {
 impl Interface {
     /// An interface with just a name.
     pub fn new(name: impl Into<String>) -> Self {
-        Self {
-            name: name.into(),
-            ..Self::default()
-        }
+        Self { name: name.into(), ..Self::default() }
     }
 }
 
@@ -112,11 +99,7 @@ pub struct IpConfig {
 impl IpConfig {
     /// An address without gateway or interface.
     pub fn new(address: IpNet) -> Self {
-        Self {
-            address,
-            gateway: None,
-            interface: None,
-        }
+        Self { address, gateway: None, interface: None }
     }
 }
 
@@ -158,15 +141,7 @@ pub struct Route {
 impl Route {
     /// A route to `dst`, optionally via `gw`.
     pub fn new(dst: IpNet, gw: Option<IpAddr>) -> Self {
-        Self {
-            dst,
-            gw,
-            mtu: None,
-            advmss: None,
-            priority: None,
-            table: None,
-            scope: None,
-        }
+        Self { dst, gw, mtu: None, advmss: None, priority: None, table: None, scope: None }
     }
 
     fn has_extras(&self) -> bool {
@@ -182,28 +157,16 @@ impl Route {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dns {
     /// Name servers, in priority order.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "wire::null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "wire::null_as_default")]
     pub nameservers: Vec<String>,
     /// Local domain.
     #[serde(default, skip_serializing_if = "wire::none_or_empty")]
     pub domain: Option<String>,
     /// Search domains.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "wire::null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "wire::null_as_default")]
     pub search: Vec<String>,
     /// Resolver options.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "wire::null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "wire::null_as_default")]
     pub options: Vec<String>,
 }
 
@@ -239,9 +202,7 @@ pub enum ResultError {
     #[error("cannot convert: no valid IP addresses")]
     NoValidIp,
     /// A prevResult of another result family than the configuration.
-    #[error(
-        "could not parse prevResult: result type supports {supported:?} but unmarshalled CNIVersion is {found:?}"
-    )]
+    #[error("could not parse prevResult: result type supports {supported:?} but unmarshalled CNIVersion is {found:?}")]
     FamilyMismatch {
         /// Versions the configuration's family supports.
         supported: Vec<&'static str>,
@@ -257,10 +218,8 @@ impl CniResult {
     /// used (libcni assumes the configuration's version; `""` means 0.1.0). A `null` document is
     /// an empty result, as in libcni.
     pub fn parse(json: &[u8], default_version: &str) -> Result<Self, ResultError> {
-        let value: Value = serde_json::from_slice(json).map_err(|source| ResultError::Parse {
-            version: default_version.to_owned(),
-            source,
-        })?;
+        let value: Value = serde_json::from_slice(json)
+            .map_err(|source| ResultError::Parse { version: default_version.to_owned(), source })?;
         Self::from_value(value, default_version)
     }
 
@@ -272,19 +231,11 @@ impl CniResult {
     /// Parses a `prevResult` for a configuration of version `config_version` with Go's rules:
     /// a missing `cniVersion` means the configuration's version, and the prevResult must belong
     /// to the same result family as the configuration (0.1/0.2, 0.3/0.4, 1.x).
-    pub fn parse_prev_result(
-        value: &Value,
-        config_version: SpecVersion,
-    ) -> Result<Self, ResultError> {
+    pub fn parse_prev_result(value: &Value, config_version: SpecVersion) -> Result<Self, ResultError> {
         let wire = WireResult::from_value(value.clone(), config_version.as_str())?;
         if wire.version().family() != config_version.family() {
             return Err(ResultError::FamilyMismatch {
-                supported: config_version
-                    .family()
-                    .versions()
-                    .iter()
-                    .map(|v| v.as_str())
-                    .collect(),
+                supported: config_version.family().versions().iter().map(|v| v.as_str()).collect(),
                 found: wire.version().to_string(),
             });
         }
@@ -316,17 +267,11 @@ impl CniResult {
             ResultFamily::V1 => true,
             ResultFamily::V04 => {
                 self.interfaces.iter().all(|i| {
-                    wire::none_or_zero(&i.mtu)
-                        && wire::none_or_empty(&i.socket_path)
-                        && wire::none_or_empty(&i.pci_id)
+                    wire::none_or_zero(&i.mtu) && wire::none_or_empty(&i.socket_path) && wire::none_or_empty(&i.pci_id)
                 }) && self.routes.iter().all(|r| !r.has_extras())
             }
             ResultFamily::V02 => {
-                let v4 = self
-                    .ips
-                    .iter()
-                    .filter(|ip| ip.address.addr().is_ipv4())
-                    .count();
+                let v4 = self.ips.iter().filter(|ip| ip.address.addr().is_ipv4()).count();
                 let v6 = self.ips.len() - v4;
                 let has = |dst: &IpNet| if dst.addr().is_ipv4() { v4 > 0 } else { v6 > 0 };
                 self.interfaces.is_empty()

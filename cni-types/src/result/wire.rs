@@ -26,9 +26,7 @@ where
 }
 
 /// An empty `mac` string (written by some plugins) reads as no address.
-pub(crate) fn lenient_hwaddr<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<HardwareAddr>, D::Error> {
+pub(crate) fn lenient_hwaddr<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HardwareAddr>, D::Error> {
     match Option::<String>::deserialize(d)? {
         None => Ok(None),
         Some(s) if s.is_empty() => Ok(None),
@@ -55,11 +53,7 @@ pub struct IpConfig020 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
     /// Routes of this family.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub routes: Vec<Route0x>,
 }
 
@@ -76,11 +70,7 @@ pub struct Result020 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip6: Option<IpConfig020>,
     /// DNS.
-    #[serde(
-        default,
-        skip_serializing_if = "Dns::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Dns::is_empty", deserialize_with = "null_as_default")]
     pub dns: Dns,
 }
 
@@ -90,11 +80,7 @@ pub struct Interface040 {
     /// Name.
     pub name: String,
     /// Hardware address.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "lenient_hwaddr"
-    )]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_hwaddr")]
     pub mac: Option<HardwareAddr>,
     /// Namespace path.
     #[serde(default, skip_serializing_if = "none_or_empty")]
@@ -124,32 +110,16 @@ pub struct Result040 {
     #[serde(rename = "cniVersion")]
     pub cni_version: SpecVersion,
     /// Interfaces.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub interfaces: Vec<Interface040>,
     /// Addresses.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub ips: Vec<IpConfig040>,
     /// Routes.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub routes: Vec<Route0x>,
     /// DNS.
-    #[serde(
-        default,
-        skip_serializing_if = "Dns::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Dns::is_empty", deserialize_with = "null_as_default")]
     pub dns: Dns,
 }
 
@@ -160,32 +130,16 @@ pub struct Result100 {
     #[serde(rename = "cniVersion")]
     pub cni_version: SpecVersion,
     /// Interfaces.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub interfaces: Vec<Interface>,
     /// Addresses.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub ips: Vec<IpConfig>,
     /// Routes.
-    #[serde(
-        default,
-        skip_serializing_if = "Vec::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub routes: Vec<Route>,
     /// DNS.
-    #[serde(
-        default,
-        skip_serializing_if = "Dns::is_empty",
-        deserialize_with = "null_as_default"
-    )]
+    #[serde(default, skip_serializing_if = "Dns::is_empty", deserialize_with = "null_as_default")]
     pub dns: Dns,
 }
 
@@ -207,12 +161,8 @@ impl WireResult {
             value = Value::Object(Default::default());
         }
         let Some(obj) = value.as_object_mut() else {
-            let err = serde_json::from_value::<Result100>(value)
-                .expect_err("a non-object is not a result");
-            return Err(ResultError::Parse {
-                version: default_version.to_owned(),
-                source: err,
-            });
+            let err = serde_json::from_value::<Result100>(value).expect_err("a non-object is not a result");
+            return Err(ResultError::Parse { version: default_version.to_owned(), source: err });
         };
         let version = match obj.get("cniVersion") {
             None => default_version.to_owned(),
@@ -223,10 +173,7 @@ impl WireResult {
         };
         let spec = SpecVersion::from_document(&version)?;
         obj.insert("cniVersion".into(), Value::String(spec.as_str().into()));
-        let parse_err = |source| ResultError::Parse {
-            version: version.clone(),
-            source,
-        };
+        let parse_err = |source| ResultError::Parse { version: version.clone(), source };
         Ok(match spec.family() {
             ResultFamily::V02 => Self::V02(serde_json::from_value(value).map_err(parse_err)?),
             ResultFamily::V04 => Self::V04(serde_json::from_value(value).map_err(parse_err)?),
@@ -248,12 +195,7 @@ impl WireResult {
         match self {
             Self::V02(r) => r.into_canonical(),
             Self::V04(r) => r.into_canonical(),
-            Self::V1(r) => CniResult {
-                interfaces: r.interfaces,
-                ips: r.ips,
-                routes: r.routes,
-                dns: r.dns,
-            },
+            Self::V1(r) => CniResult { interfaces: r.interfaces, ips: r.ips, routes: r.routes, dns: r.dns },
         }
     }
 
@@ -275,17 +217,10 @@ impl WireResult {
 
 impl Result020 {
     fn into_canonical(self) -> CniResult {
-        let mut out = CniResult {
-            dns: self.dns,
-            ..CniResult::default()
-        };
+        let mut out = CniResult { dns: self.dns, ..CniResult::default() };
         let mut routes = Vec::new();
         for ip in [self.ip4, self.ip6].into_iter().flatten() {
-            out.ips.push(IpConfig {
-                address: ip.ip,
-                gateway: ip.gateway,
-                interface: None,
-            });
+            out.ips.push(IpConfig { address: ip.ip, gateway: ip.gateway, interface: None });
             routes.extend(ip.routes.into_iter().map(|r| Route::new(r.dst, r.gw)));
         }
         out.routes = routes;
@@ -301,10 +236,7 @@ impl Result020 {
                 .routes
                 .iter()
                 .filter(|rt| rt.dst.addr().is_ipv4() == v4)
-                .map(|rt| Route0x {
-                    dst: rt.dst,
-                    gw: rt.gw,
-                })
+                .map(|rt| Route0x { dst: rt.dst, gw: rt.gw })
                 .collect(),
         };
         let ip4 = first(true).map(|ip| make(ip, true));
@@ -312,12 +244,7 @@ impl Result020 {
         if ip4.is_none() && ip6.is_none() {
             return Err(ResultError::NoValidIp);
         }
-        Ok(Self {
-            cni_version: version,
-            ip4,
-            ip6,
-            dns: r.dns.clone(),
-        })
+        Ok(Self { cni_version: version, ip4, ip6, dns: r.dns.clone() })
     }
 }
 
@@ -327,27 +254,14 @@ impl Result040 {
             interfaces: self
                 .interfaces
                 .into_iter()
-                .map(|i| Interface {
-                    name: i.name,
-                    mac: i.mac,
-                    sandbox: i.sandbox,
-                    ..Interface::default()
-                })
+                .map(|i| Interface { name: i.name, mac: i.mac, sandbox: i.sandbox, ..Interface::default() })
                 .collect(),
             ips: self
                 .ips
                 .into_iter()
-                .map(|ip| IpConfig {
-                    address: ip.address,
-                    gateway: ip.gateway,
-                    interface: ip.interface,
-                })
+                .map(|ip| IpConfig { address: ip.address, gateway: ip.gateway, interface: ip.interface })
                 .collect(),
-            routes: self
-                .routes
-                .into_iter()
-                .map(|r| Route::new(r.dst, r.gw))
-                .collect(),
+            routes: self.routes.into_iter().map(|r| Route::new(r.dst, r.gw)).collect(),
             dns: self.dns,
         }
     }
@@ -358,35 +272,19 @@ impl Result040 {
             interfaces: r
                 .interfaces
                 .iter()
-                .map(|i| Interface040 {
-                    name: i.name.clone(),
-                    mac: i.mac,
-                    sandbox: i.sandbox.clone(),
-                })
+                .map(|i| Interface040 { name: i.name.clone(), mac: i.mac, sandbox: i.sandbox.clone() })
                 .collect(),
             ips: r
                 .ips
                 .iter()
                 .map(|ip| IpConfig040 {
-                    version: if ip.address.addr().is_ipv4() {
-                        "4"
-                    } else {
-                        "6"
-                    }
-                    .to_owned(),
+                    version: if ip.address.addr().is_ipv4() { "4" } else { "6" }.to_owned(),
                     interface: ip.interface,
                     address: ip.address,
                     gateway: ip.gateway,
                 })
                 .collect(),
-            routes: r
-                .routes
-                .iter()
-                .map(|rt| Route0x {
-                    dst: rt.dst,
-                    gw: rt.gw,
-                })
-                .collect(),
+            routes: r.routes.iter().map(|rt| Route0x { dst: rt.dst, gw: rt.gw }).collect(),
             dns: r.dns.clone(),
         }
     }

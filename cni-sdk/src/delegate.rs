@@ -1,0 +1,170 @@
+//! Delegating to other plugins (IPAM, chained or meta plugins) from a plugin method.
+//!
+//! ```no_run
+//! # use cni_sdk::{Context, CniResult, Result};
+//! # async fn add(cx: &Context<()>) -> Result<CniResult> {
+//! // Run the configured IPAM plugin; if anything after it fails, its ADD is undone with DEL.
+//! let result = cx
+//!     .ipam()?
+//!     .add_with_rollback(|ipam| async move {
+//!         // ... configure the interface with ipam.ips ...
+//!         Ok(ipam)
+//!     })
+//!     .await?;
+//! # Ok(result) }
+//! ```
+//!
+//! Delegates get the calling plugin's whole environment with `CNI_COMMAND` replaced (as Go's
+//! `invoke.Delegate*`), the configuration bytes the plugin received on stdin, and their stderr is
+//! passed through. Plugins are found in `CNI_PATH` with libcni's rules, or served in-process in
+//! tests (see [`crate::exec::InProcessExec`] and [`crate::testing::PluginTest::exec`]).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cni_types::{CniResult, ErrorCode, SpecVersion};
+
+use crate::exec::{self, DEFAULT_TIMEOUT, Exec, ExecRequest};
+use crate::{Command, Context, Error, Result};
+
+/// A call to another plugin, built from a [`Context`].
+#[must_use = "a Delegate does nothing until one of its verbs is awaited"]
+pub struct Delegate<'a> {
+    plugin_type: String,
+    exec: Arc<dyn Exec>,
+    env: &'a std::collections::BTreeMap<String, String>,
+    cni_path: &'a [std::path::PathBuf],
+    stdin: Vec<u8>,
+    version: SpecVersion,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Delegate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delegate")
+            .field("plugin_type", &self.plugin_type)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C> Context<C> {
+    /// A call to the plugin `plugin_type` with this request's configuration bytes.
+    pub fn delegate(&self, plugin_type: &str) -> Delegate<'_> {
+        Delegate {
+            plugin_type: plugin_type.to_owned(),
+            exec: self.exec.clone(),
+            env: &self.env,
+            cni_path: &self.cni_path,
+            stdin: self.raw_config.to_vec(),
+            version: self.version,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// A call to the IPAM plugin named by `ipam.type` (code 7 when the configuration has none).
+    pub fn ipam(&self) -> Result<Delegate<'_>> {
+        let ipam_type = self.config.ipam.as_ref().map(|i| i.plugin_type.as_str()).unwrap_or_default();
+        if ipam_type.is_empty() {
+            return Err(Error::invalid_config("the network configuration has no \"ipam\" section with a \"type\""));
+        }
+        Ok(self.delegate(ipam_type))
+    }
+}
+
+impl Delegate<'_> {
+    /// Sends these bytes instead of the plugin's own configuration (meta plugins).
+    pub fn stdin(mut self, config: impl Into<Vec<u8>>) -> Self {
+        self.stdin = config.into();
+        self
+    }
+
+    /// Parses results as this version (default: the negotiated version of the request).
+    pub fn version(mut self, version: SpecVersion) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// Kills the delegate after `timeout` (default 60 s); the call then fails with code 11.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    async fn call(&self, cmd: Command) -> Result<Vec<u8>> {
+        let mut env = self.env.clone();
+        env.insert("CNI_COMMAND".to_owned(), cmd.as_str().to_owned());
+        let request = ExecRequest {
+            plugin_type: self.plugin_type.clone(),
+            cni_path: self.cni_path.to_vec(),
+            env,
+            stdin: self.stdin.clone(),
+            timeout: self.timeout,
+        };
+        tracing::debug!(plugin = %self.plugin_type, verb = %cmd, "delegating");
+        let out = self
+            .exec
+            .exec(request)
+            .await
+            .map_err(|e| e.context(format!("delegating {cmd} to {:?}", self.plugin_type)))?;
+        exec::check_output(&self.plugin_type, &out)
+    }
+
+    /// ADD: the delegate's result, up-converted.
+    pub async fn add(&self) -> Result<CniResult> {
+        let stdout = self.call(Command::Add).await?;
+        exec::parse_result(&stdout, self.version.as_str())
+    }
+
+    /// DEL.
+    pub async fn del(&self) -> Result<()> {
+        self.call(Command::Del).await.map(drop)
+    }
+
+    /// CHECK.
+    pub async fn check(&self) -> Result<()> {
+        self.call(Command::Check).await.map(drop)
+    }
+
+    /// STATUS.
+    pub async fn status(&self) -> Result<()> {
+        self.call(Command::Status).await.map(drop)
+    }
+
+    /// GC.
+    pub async fn gc(&self) -> Result<()> {
+        self.call(Command::Gc).await.map(drop)
+    }
+
+    /// ADD, then `then` with the delegate's result; when `then` fails, DEL the delegate before
+    /// returning `then`'s error (a failed DEL is logged and added to the error's details).
+    pub async fn add_with_rollback<T, F, Fut>(&self, then: F) -> Result<T>
+    where
+        F: FnOnce(CniResult) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let result = self.add().await?;
+        match then(result).await {
+            Ok(v) => Ok(v),
+            Err(e) => match self.del().await {
+                Ok(()) => Err(e),
+                Err(del) => {
+                    tracing::warn!(plugin = %self.plugin_type, error = %del, "rollback DEL failed");
+                    let code = e.code();
+                    let details = match e.details() {
+                        Some(d) => format!("{d}; rollback DEL of {:?} also failed: {del}", self.plugin_type),
+                        None => format!("rollback DEL of {:?} also failed: {del}", self.plugin_type),
+                    };
+                    let msg = e.message().to_owned();
+                    Err(Error::new(code, msg).with_details(details))
+                }
+            },
+        }
+    }
+}
+
+/// Whether an error from a delegate means "not found", so DEL may treat it as done.
+pub fn is_plugin_missing(e: &Error) -> bool {
+    e.code() == ErrorCode::InvalidNetworkConfig && e.message().starts_with("failed to find plugin")
+}
