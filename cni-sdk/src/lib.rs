@@ -40,6 +40,7 @@ mod guard;
 pub mod logging;
 mod options;
 mod plugin;
+pub mod runtime;
 pub mod testing;
 
 #[doc(hidden)]
