@@ -290,7 +290,7 @@ impl CniRuntime {
             }
             // libcni: a result without cniVersion is read as the configuration's version.
             if let Some(obj) = doc.as_object_mut()
-                && !obj.get("cniVersion").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty()))
+                && obj.get("cniVersion").is_none_or(|v| v.as_str().is_none_or(str::is_empty))
             {
                 obj.insert("cniVersion".into(), json!(version));
             }
