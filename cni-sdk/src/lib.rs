@@ -1,1 +1,3 @@
 //! The CNI plugin SDK.
+pub mod net;
+pub mod netns;
