@@ -231,8 +231,16 @@ impl NsState {
         self.links.get_mut(&index).ok_or_else(|| no_device(index))
     }
 
-    /// Adds the connected/prefix route for `addr` on link `index` if the kernel would.
+    /// Adds the connected/prefix route for `addr` on link `index` if the kernel would (on
+    /// loopback the kernel puts it in the local table, which is not modelled).
     fn add_prefix_route(&mut self, index: u32, addr: IpNet) {
+        if self
+            .links
+            .get(&index)
+            .is_some_and(|l| l.kind == LinkKind::Loopback)
+        {
+            return;
+        }
         let (scope, metric, source) = match addr {
             IpNet::V4(_) => (RouteScope::Link, 0, Some(addr.addr())),
             IpNet::V6(_) => (RouteScope::Universe, 256, None),
@@ -627,7 +635,13 @@ impl World {
                 Ok(())
             }
             LinkChange::Master(Some(master)) => {
-                let m = state.links.get(&master).ok_or_else(|| no_device(master))?;
+                // The kernel answers EINVAL for a master index that does not exist.
+                let m = state.links.get(&master).ok_or_else(|| {
+                    NetError::from_errno(
+                        libc::EINVAL,
+                        format_args!("set master of #{index}: no link #{master}"),
+                    )
+                })?;
                 if m.kind != LinkKind::Bridge || master == index {
                     return Err(NetError::from_errno(
                         libc::EOPNOTSUPP,

@@ -411,7 +411,8 @@ impl Backend for RealBackend {
                 (b.build(), format!("create veth {name:?} <-> {peer:?}"))
             }
             NewLink::Bridge { name, mtu, mac } => {
-                let mut b = LinkBridge::new(name);
+                // Not `LinkBridge::new`, which also sets the bridge up.
+                let mut b = LinkMessageBuilder::<LinkBridge>::new(name);
                 if let Some(mtu) = mtu {
                     b = b.mtu(*mtu);
                 }
