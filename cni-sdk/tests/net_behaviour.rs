@@ -359,6 +359,16 @@ async fn master_and_hairpin(env: Env) {
         env.a.link_by_index(p.index).await.unwrap().hairpin,
         Some(true)
     );
+    // Only bridges take ports here; hairpin is a bridge-port flag.
+    let (q, _) = env.a.veth("q0", "q1").execute().await.unwrap();
+    assert_eq!(
+        err_kind(env.a.set_hairpin(q.index, true).await),
+        NetErrorKind::NotSupported
+    );
+    assert_eq!(
+        err_kind(env.a.set_master(q.index, p.index).await),
+        NetErrorKind::NotSupported
+    );
     env.a.set_no_master(p.index).await.unwrap();
     let l = env.a.link_by_index(p.index).await.unwrap();
     assert_eq!(l.master, None);
@@ -515,6 +525,25 @@ async fn routes_v4(env: Env) {
         .add()
         .await
         .unwrap();
+    env.a
+        .route(net("10.93.0.0/16"))
+        .dev(i)
+        .source(ip("10.203.0.1"))
+        .add()
+        .await
+        .unwrap();
+    assert_eq!(
+        err_kind(
+            env.a
+                .route(net("10.92.0.0/16"))
+                .dev(i)
+                .source(ip("10.209.9.9"))
+                .add()
+                .await
+        ),
+        NetErrorKind::InvalidArgument,
+        "the preferred source must be a local address"
+    );
     let routes = user_routes(env.a.routes().await.unwrap());
     let find = |dst: &str| {
         routes
@@ -534,6 +563,7 @@ async fn routes_v4(env: Env) {
     assert_eq!((r.gateway, r.oif), (None, Some(i)));
     assert_eq!(r.scope, RouteScope::Link);
     assert_eq!((r.mtu, r.advmss), (Some(1300), Some(1200)));
+    assert_eq!(find("10.93.0.0/16").source, Some(ip("10.203.0.1")));
     let r = find("0.0.0.0/0");
     assert_eq!(r.gateway, Some(ip("10.203.0.254")));
     assert!(!routes.iter().any(|r| r.dst == net("10.97.0.0/16")));
@@ -570,6 +600,7 @@ async fn routes_v4(env: Env) {
         .await
         .unwrap();
     env.a.delete_route(&find("10.98.0.0/16")).await.unwrap();
+    env.a.delete_route(&find("10.93.0.0/16")).await.unwrap();
     env.a
         .route(net("10.97.0.0/16"))
         .table(100)
@@ -788,3 +819,195 @@ suite!(
     routes_vanish_with_their_link,
     sysctls,
 );
+
+// ---------------------------------------------------------------------------------------------
+// What only the fake offers: the operation log, error injection, snapshots.
+
+mod fake_only {
+    use super::*;
+    use cni_sdk::net::NetError;
+    use cni_sdk::net::fake::{HOST_NAMESPACE, OpKind};
+
+    #[tokio::test]
+    async fn host_namespace_and_names() {
+        let world = FakeNetwork::new();
+        let host = world.host();
+        assert_eq!(host.link("lo").await.unwrap().index, 1);
+        assert!(host.netns().is_none());
+        let ctr = world.add_namespace("ctr");
+        assert_eq!(world.namespace_name(&ctr).as_deref(), Some("ctr"));
+        assert_eq!(world.namespace_name(&host).as_deref(), Some(HOST_NAMESPACE));
+        assert!(world.namespace("nope").is_none());
+        // add_namespace on an existing name returns the same namespace.
+        ctr.veth("v0", "v1").execute().await.unwrap();
+        let again = world.add_namespace("ctr");
+        assert!(again.find_link("v0").await.unwrap().is_some());
+        // A handle from another world is not accepted.
+        let other = FakeNetwork::new();
+        assert_eq!(world.namespace_name(&other.host()), None);
+        assert_eq!(
+            err_kind(
+                host.veth("x0", "x1")
+                    .peer_netns(&other.host())
+                    .execute()
+                    .await
+            ),
+            NetErrorKind::InvalidArgument
+        );
+    }
+
+    #[tokio::test]
+    async fn macs_are_deterministic() {
+        async fn macs() -> Vec<MacAddr> {
+            let world = FakeNetwork::new();
+            let (a, b) = world.host().veth("a0", "a1").execute().await.unwrap();
+            let br = world.host().bridge("br0").execute().await.unwrap();
+            vec![a.mac, b.mac, br.mac]
+        }
+        let first = macs().await;
+        assert_eq!(first, macs().await);
+        assert!(first.iter().all(|m| m.is_locally_administered()));
+        assert_eq!(first[0].to_string(), "02:fa:ce:00:00:02");
+    }
+
+    #[tokio::test]
+    async fn operations_are_recorded() {
+        let world = FakeNetwork::new();
+        let host = world.host();
+        let ctr = world.add_namespace("ctr");
+        let (h, c) = host
+            .veth("veth0", "eth0")
+            .peer_netns(&ctr)
+            .execute()
+            .await
+            .unwrap();
+        ctr.add_address(c.index, net("10.210.0.2/24"))
+            .await
+            .unwrap();
+        ctr.set_up(c.index).await.unwrap();
+        let _ = host.set_up(4242).await;
+        let creates = world.ops_of(OpKind::CreateVeth);
+        assert_eq!(creates.len(), 1);
+        assert_eq!(creates[0].netns, HOST_NAMESPACE);
+        assert_eq!(creates[0].detail, "veth0 <-> eth0 in ctr");
+        assert_eq!(creates[0].error, None);
+        let ups = world.ops_of(OpKind::SetUp);
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups[0].netns, "ctr");
+        assert_eq!(ups[1].error, Some(NetErrorKind::NotFound));
+        let adds = world.ops_of(OpKind::AddAddress);
+        assert_eq!(
+            adds[0].to_string(),
+            format!("[ctr] AddAddress 10.210.0.2/24 on #{}", c.index)
+        );
+        assert!(world.ops().iter().any(|o| o.kind == OpKind::GetLink));
+        world.clear_ops();
+        assert!(world.ops().is_empty());
+        assert_eq!(host.link("veth0").await.unwrap().index, h.index);
+    }
+
+    #[tokio::test]
+    async fn injected_errors_fail_once_and_change_nothing() {
+        let world = FakeNetwork::new();
+        let host = world.host();
+        let ctr = world.add_namespace("ctr");
+        let before = world.snapshot(HOST_NAMESPACE).unwrap();
+        world.fail_next(OpKind::CreateVeth, NetErrorKind::PermissionDenied);
+        let err = host.veth("v0", "v1").execute().await.unwrap_err();
+        assert_eq!(err.kind(), NetErrorKind::PermissionDenied);
+        assert_eq!(world.snapshot(HOST_NAMESPACE).unwrap(), before);
+        host.veth("v0", "v1").execute().await.unwrap();
+
+        // Only in one namespace.
+        world.fail_next_in("ctr", OpKind::SetUp, NetErrorKind::NotFound);
+        host.set_up(1).await.unwrap();
+        assert_eq!(err_kind(ctr.set_up(1).await), NetErrorKind::NotFound);
+        ctr.set_up(1).await.unwrap();
+
+        // Ensure-bridge sees an "exists" from a racing creator and reuses what is there.
+        world.fail_next(OpKind::CreateBridge, NetErrorKind::Exists);
+        assert_eq!(
+            err_kind(host.bridge("br0").execute().await),
+            NetErrorKind::NotFound,
+            "nothing was created, so the re-lookup finds nothing"
+        );
+
+        // Predicate-based: every route to 10.99/16 fails until cleared.
+        world.fail_when(|op| {
+            (op.kind == OpKind::AddRoute && op.detail.starts_with("10.99."))
+                .then(|| NetError::new(NetErrorKind::PermissionDenied, "policy says no"))
+        });
+        let v0 = host.link("v0").await.unwrap();
+        host.set_up(v0.index).await.unwrap();
+        for _ in 0..2 {
+            let err = host
+                .route(net("10.99.0.0/16"))
+                .dev(v0.index)
+                .add()
+                .await
+                .unwrap_err();
+            assert_eq!(err.kind(), NetErrorKind::PermissionDenied);
+            assert_eq!(err.to_string(), "policy says no");
+        }
+        host.route(net("10.98.0.0/16"))
+            .dev(v0.index)
+            .add()
+            .await
+            .unwrap();
+        world.clear_failures();
+        host.route(net("10.99.0.0/16"))
+            .dev(v0.index)
+            .add()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn snapshot_shows_the_namespace() {
+        let world = FakeNetwork::new();
+        let ctr = world.add_namespace("ctr");
+        let (c, _) = ctr.veth("eth0", "peer0").execute().await.unwrap();
+        ctr.add_address(c.index, net("10.211.0.2/24"))
+            .await
+            .unwrap();
+        ctr.set_up(c.index).await.unwrap();
+        ctr.set_sysctl("net.ipv4.ip_forward", "1").await.unwrap();
+        let snap = world.snapshot("ctr").unwrap();
+        let names: Vec<&str> = snap.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["lo", "peer0", "eth0"]);
+        assert_eq!(
+            snap.addresses,
+            vec![Address {
+                index: c.index,
+                addr: net("10.211.0.2/24")
+            }]
+        );
+        assert_eq!(snap.routes.len(), 1);
+        assert_eq!(snap.routes[0].dst, net("10.211.0.0/24"));
+        assert_eq!(
+            snap.sysctls.get("net/ipv4/ip_forward").map(String::as_str),
+            Some("1")
+        );
+        assert!(world.snapshot("nope").is_none());
+    }
+
+    #[tokio::test]
+    async fn removing_a_namespace_takes_veth_peers_along() {
+        let world = FakeNetwork::new();
+        let host = world.host();
+        let ctr = world.add_namespace("ctr");
+        host.veth("veth0", "eth0")
+            .peer_netns(&ctr)
+            .execute()
+            .await
+            .unwrap();
+        assert!(world.remove_namespace("ctr"));
+        assert!(!world.remove_namespace("ctr"));
+        assert!(host.find_link("veth0").await.unwrap().is_none());
+        assert_eq!(err_kind(ctr.links().await), NetErrorKind::NotFound);
+        assert!(world.namespace("ctr").is_none());
+        // A new namespace of the same name is a fresh one.
+        let ctr2 = world.add_namespace("ctr");
+        assert_eq!(ctr2.links().await.unwrap().len(), 1);
+    }
+}

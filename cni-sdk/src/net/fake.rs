@@ -755,6 +755,14 @@ impl World {
             }
             None => {}
         }
+        if let Some(src) = route.source {
+            if !state.addrs.iter().any(|a| a.addr.addr() == src) {
+                return Err(NetError::from_errno(
+                    libc::EINVAL,
+                    format_args!("{ctx}: invalid preferred source {src}"),
+                ));
+            }
+        }
         if v6 {
             route.scope = RouteScope::Universe;
             if route.metric == 0 {
