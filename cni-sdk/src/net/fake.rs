@@ -755,13 +755,13 @@ impl World {
             }
             None => {}
         }
-        if let Some(src) = route.source {
-            if !state.addrs.iter().any(|a| a.addr.addr() == src) {
-                return Err(NetError::from_errno(
-                    libc::EINVAL,
-                    format_args!("{ctx}: invalid preferred source {src}"),
-                ));
-            }
+        if let Some(src) = route.source
+            && !state.addrs.iter().any(|a| a.addr.addr() == src)
+        {
+            return Err(NetError::from_errno(
+                libc::EINVAL,
+                format_args!("{ctx}: invalid preferred source {src}"),
+            ));
         }
         if v6 {
             route.scope = RouteScope::Universe;
