@@ -260,6 +260,7 @@ async fn link_lookup_errors(env: Env) {
     assert_eq!(err_kind(env.a.link("nope0").await), NetErrorKind::NotFound);
     assert!(env.a.link("nope0").await.unwrap_err().is_not_found());
     assert!(env.a.find_link_by_index(4242).await.unwrap().is_none());
+    assert!(env.a.find_link_by_index(0).await.unwrap().is_none());
     assert_eq!(
         err_kind(env.a.link_by_index(4242).await),
         NetErrorKind::NotFound

@@ -372,6 +372,9 @@ impl Backend for RealBackend {
     }
 
     async fn link_by_index(&self, index: u32) -> NetResult<Option<Link>> {
+        if index == 0 {
+            return Ok(None);
+        }
         let req = self.handle.link().get().match_index(index);
         self.first_link(req, format!("#{index}")).await
     }
