@@ -38,6 +38,8 @@ mod error;
 pub mod exec;
 mod guard;
 pub mod logging;
+pub mod net;
+pub mod netns;
 mod options;
 mod plugin;
 pub mod runtime;

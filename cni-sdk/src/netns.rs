@@ -1,0 +1,491 @@
+//! Network namespaces: open them, run code inside them, create named ones.
+//!
+//! `setns(2)` changes the namespace of the *calling thread only*. Async code must therefore never
+//! switch the thread it runs on: a tokio task shares its thread with other tasks and may move
+//! between threads at every `.await`. This module offers no guard that switches the current thread.
+//! Instead:
+//!
+//! * [`NetNs::run`] runs a synchronous closure on a fresh, dedicated OS thread that enters the
+//!   namespace first and exits afterwards (a thread that dies needs no "switch back");
+//! * [`NetNs::run_async`] does the same for async code: the dedicated thread enters the namespace
+//!   first, *then* builds its own current-thread tokio runtime, so that runtime and any blocking
+//!   threads it spawns live in the namespace;
+//! * [`crate::net::Net`] creates its netlink socket inside the namespace on such a thread and uses
+//!   it from anywhere afterwards (a socket belongs to the namespace it was created in).
+//!
+//! Pitfalls: never call `setns` inside an `async fn` or `spawn_blocking`; read the current
+//! namespace from `/proc/thread-self/ns/net` (`/proc/self` is the thread-group leader); query links
+//! over netlink, not `/sys/class/net` (which follows the sysfs mount, not the thread).
+
+use std::any::Any;
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::future::Future;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+/// `NSFS_MAGIC` from `linux/magic.h`: the filesystem of `/proc/<pid>/ns/*` and their bind mounts.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+/// `PROC_SUPER_MAGIC`: older kernels report namespace files as procfs.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+/// `NS_GET_NSTYPE` ioctl request (`_IO(0xb7, 0x3)`).
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// The directory `ip netns` keeps named namespaces in.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// The path of the calling thread's network namespace.
+pub const THREAD_SELF_NETNS: &str = "/proc/thread-self/ns/net";
+
+/// What went wrong in a namespace operation (see [`NetnsError::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NetnsErrorKind {
+    /// The namespace path does not exist (for DEL this usually means "already gone").
+    NotFound,
+    /// The path exists but is not a network namespace.
+    NotANetns,
+    /// A named namespace with that name already exists.
+    AlreadyExists,
+    /// The namespace name is not acceptable (empty, `.`, `..`, or containing `/`).
+    InvalidName,
+    /// The caller lacks the privilege (`CAP_SYS_ADMIN`) for the operation.
+    PermissionDenied,
+    /// The closure run inside the namespace panicked.
+    Panicked,
+    /// Any other operating-system or runtime failure.
+    Other,
+}
+
+/// An error from a namespace operation.
+#[derive(Debug)]
+pub struct NetnsError {
+    kind: NetnsErrorKind,
+    message: String,
+    source: Option<io::Error>,
+}
+
+impl NetnsError {
+    fn new(kind: NetnsErrorKind, message: impl Into<String>) -> Self {
+        Self { kind, message: message.into(), source: None }
+    }
+
+    fn io(context: impl fmt::Display, err: io::Error) -> Self {
+        let kind = match err.raw_os_error() {
+            Some(libc::ENOENT) => NetnsErrorKind::NotFound,
+            Some(libc::EEXIST) => NetnsErrorKind::AlreadyExists,
+            Some(libc::EPERM | libc::EACCES) => NetnsErrorKind::PermissionDenied,
+            _ => NetnsErrorKind::Other,
+        };
+        Self { kind, message: format!("{context}: {err}"), source: Some(err) }
+    }
+
+    fn errno(context: impl fmt::Display, errno: Errno) -> Self {
+        Self::io(context, io::Error::from_raw_os_error(errno as i32))
+    }
+
+    fn panicked(payload: Box<dyn Any + Send>) -> Self {
+        Self::new(
+            NetnsErrorKind::Panicked,
+            format!("closure run in network namespace panicked: {}", panic_message(payload.as_ref())),
+        )
+    }
+
+    /// The category of the error.
+    pub fn kind(&self) -> NetnsErrorKind {
+        self.kind
+    }
+
+    /// True when the namespace path does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.kind == NetnsErrorKind::NotFound
+    }
+
+    /// The human-readable message (also what `Display` prints).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for NetnsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for NetnsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Extracts the text of a panic payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// An open network-namespace file.
+///
+/// Cheap to clone (the file descriptor is shared). Keeping it open keeps the namespace alive even
+/// if its bind mount is removed.
+#[derive(Clone)]
+pub struct NetNs {
+    fd: Arc<OwnedFd>,
+    path: PathBuf,
+}
+
+impl fmt::Debug for NetNs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetNs").field("path", &self.path).field("fd", &self.fd.as_raw_fd()).finish()
+    }
+}
+
+impl NetNs {
+    /// Opens `path` and checks that it is a network namespace.
+    ///
+    /// A missing path gives an error of kind [`NetnsErrorKind::NotFound`]; a file that is not a
+    /// namespace gives [`NetnsErrorKind::NotANetns`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, NetnsError> {
+        let path = path.as_ref();
+        if path.as_os_str().is_empty() {
+            return Err(NetnsError::new(NetnsErrorKind::NotFound, "empty network namespace path"));
+        }
+        let file = File::open(path).map_err(|e| NetnsError::io(format_args!("open {}", path.display()), e))?;
+        let fd = OwnedFd::from(file);
+        let fs = nix::sys::statfs::fstatfs(&fd)
+            .map_err(|e| NetnsError::errno(format_args!("fstatfs {}", path.display()), e))?;
+        let magic = fs.filesystem_type().0 as i64;
+        if magic != NSFS_MAGIC && magic != PROC_SUPER_MAGIC {
+            return Err(NetnsError::new(
+                NetnsErrorKind::NotANetns,
+                format!("{} is not a network namespace (filesystem magic {magic:#x})", path.display()),
+            ));
+        }
+        // SAFETY: `fd` is a valid open descriptor for the duration of the call and
+        // NS_GET_NSTYPE takes no argument; the kernel only returns an integer.
+        let nstype = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if nstype >= 0 && nstype != libc::CLONE_NEWNET {
+            return Err(NetnsError::new(
+                NetnsErrorKind::NotANetns,
+                format!("{} is a namespace, but not a network namespace", path.display()),
+            ));
+        }
+        Ok(Self { fd: Arc::new(fd), path: path.to_path_buf() })
+    }
+
+    /// Like [`NetNs::open`], but returns `Ok(None)` when the path is empty or does not exist.
+    ///
+    /// This is what DEL wants: a namespace that is already gone is not an error.
+    pub fn open_optional(path: impl AsRef<Path>) -> Result<Option<Self>, NetnsError> {
+        let path = path.as_ref();
+        if path.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        match Self::open(path) {
+            Ok(ns) => Ok(Some(ns)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens the calling thread's network namespace (`/proc/thread-self/ns/net`).
+    pub fn current() -> Result<Self, NetnsError> {
+        Self::open(THREAD_SELF_NETNS)
+    }
+
+    /// The path this namespace was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when both handles refer to the same namespace (same device and inode).
+    pub fn is_same(&self, other: &NetNs) -> Result<bool, NetnsError> {
+        let a = nix::sys::stat::fstat(self.as_fd())
+            .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
+        let b = nix::sys::stat::fstat(other.as_fd())
+            .map_err(|e| NetnsError::errno(format_args!("fstat {}", other.path.display()), e))?;
+        Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    }
+
+    /// The inode number of the namespace (what `ls -i /proc/thread-self/ns/net` shows).
+    pub fn inode(&self) -> Result<u64, NetnsError> {
+        let st = nix::sys::stat::fstat(self.as_fd())
+            .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
+        Ok(st.st_ino)
+    }
+
+    /// Runs `f` on a new OS thread that has entered this namespace, and returns its result.
+    ///
+    /// The thread exits when `f` returns, so the namespace switch can never leak. This blocks the
+    /// calling thread until `f` is done; from async code prefer [`NetNs::run_async`]. A panic in
+    /// `f` is returned as an error of kind [`NetnsErrorKind::Panicked`].
+    pub fn run<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ns = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("cni-netns".into())
+            .spawn(move || -> Result<T, NetnsError> {
+                ns.enter_this_thread()?;
+                catch_unwind(AssertUnwindSafe(f)).map_err(NetnsError::panicked)
+            })
+            .map_err(|e| NetnsError::io("spawn namespace thread", e))?;
+        handle.join().map_err(NetnsError::panicked)?
+    }
+
+    /// Runs the future made by `f` inside this namespace and awaits its result.
+    ///
+    /// A dedicated OS thread enters the namespace first, then builds its own current-thread tokio
+    /// runtime (all drivers enabled) and drives the future to completion; the result comes back
+    /// over a channel, so the caller's runtime thread is never blocked or switched. Consequences:
+    ///
+    /// * `tokio::spawn` inside the future spawns onto the inner runtime (in the namespace), and
+    ///   those tasks are dropped when the future finishes;
+    /// * a `tokio::runtime::Handle` captured outside and used inside runs work in the *caller's*
+    ///   namespace;
+    /// * the future itself need not be `Send`.
+    ///
+    /// A panic (in `f` or the future) is returned as an error of kind [`NetnsErrorKind::Panicked`].
+    pub async fn run_async<F, Fut, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_thread(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| NetnsError::io("build namespace runtime", e))?;
+            catch_unwind(AssertUnwindSafe(|| rt.block_on(f()))).map_err(NetnsError::panicked)
+        })
+        .await?
+    }
+
+    /// Runs the blocking closure `f` on a dedicated thread inside this namespace and awaits the
+    /// result without blocking the caller's thread.
+    pub(crate) async fn run_blocking<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.spawn_thread(move || catch_unwind(AssertUnwindSafe(f)).map_err(NetnsError::panicked)).await?
+    }
+
+    /// Spawns a thread that enters the namespace and runs `f`; the outer `Result` reports
+    /// failures to start, enter or finish the thread.
+    async fn spawn_thread<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let ns = self.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("cni-netns".into())
+            .spawn(move || {
+                let result = ns.enter_this_thread().map(|()| f());
+                // The receiver may be gone if the caller stopped waiting; nothing to do then.
+                let _ = tx.send(result);
+            })
+            .map_err(|e| NetnsError::io("spawn namespace thread", e))?;
+        rx.await.map_err(|_| NetnsError::new(NetnsErrorKind::Panicked, "namespace thread ended without a result"))?
+    }
+
+    /// Moves the calling thread into this namespace. Only ever called on threads this module
+    /// spawned and that exit afterwards.
+    fn enter_this_thread(&self) -> Result<(), NetnsError> {
+        nix::sched::setns(self.as_fd(), CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetnsError::errno(format_args!("setns {}", self.path.display()), e))
+    }
+}
+
+impl AsFd for NetNs {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+fn validate_name(name: &str) -> Result<(), NetnsError> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(NetnsError::new(NetnsErrorKind::InvalidName, format!("invalid network namespace name {name:?}")));
+    }
+    Ok(())
+}
+
+/// Makes `dir` a shared mount point, as `ip netns add` does, so that namespace bind mounts made
+/// below it propagate to other mount namespaces.
+fn make_shared_mount_dir(dir: &Path) -> Result<(), NetnsError> {
+    std::fs::create_dir_all(dir).map_err(|e| NetnsError::io(format_args!("create {}", dir.display()), e))?;
+    let shared =
+        || nix::mount::mount(None::<&str>, dir, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    match shared() {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) => {
+            // Not a mount point yet: bind it onto itself, then make it shared.
+            nix::mount::mount(Some(dir), dir, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| NetnsError::errno(format_args!("bind-mount {}", dir.display()), e))?;
+            shared().map_err(|e| NetnsError::errno(format_args!("make {} shared", dir.display()), e))
+        }
+        Err(e) => Err(NetnsError::errno(format_args!("make {} shared", dir.display()), e)),
+    }
+}
+
+/// A named network namespace: a new namespace bind-mounted onto a file, like `ip netns add`.
+///
+/// It stays alive until [`NamedNetns::remove`] is called (dropping this value does not remove
+/// it; see [`TempNetns`] for that).
+#[derive(Debug)]
+pub struct NamedNetns {
+    name: String,
+    path: PathBuf,
+}
+
+impl NamedNetns {
+    /// Creates `/run/netns/<name>` holding a new, empty network namespace.
+    pub fn create(name: &str) -> Result<Self, NetnsError> {
+        Self::create_in(NETNS_RUN_DIR, name)
+    }
+
+    /// Creates `<dir>/<name>` holding a new, empty network namespace. `dir` is created and made
+    /// a shared mount point if needed.
+    pub fn create_in(dir: impl AsRef<Path>, name: &str) -> Result<Self, NetnsError> {
+        validate_name(name)?;
+        let dir = dir.as_ref();
+        make_shared_mount_dir(dir)?;
+        let path = dir.join(name);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| NetnsError::io(format_args!("create {}", path.display()), e))?;
+        let target = path.clone();
+        let made = std::thread::Builder::new()
+            .name("cni-netns-add".into())
+            .spawn(move || -> Result<(), NetnsError> {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| NetnsError::errno("unshare(CLONE_NEWNET)", e))?;
+                nix::mount::mount(
+                    Some(OsStr::new(THREAD_SELF_NETNS)),
+                    &target,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .map_err(|e| NetnsError::errno(format_args!("bind-mount onto {}", target.display()), e))
+            })
+            .map_err(|e| NetnsError::io("spawn namespace thread", e))
+            .and_then(|h| h.join().map_err(NetnsError::panicked)?);
+        if let Err(e) = made {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        Ok(Self { name: name.to_owned(), path })
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The bind-mount path, suitable as `CNI_NETNS`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the namespace.
+    pub fn netns(&self) -> Result<NetNs, NetnsError> {
+        NetNs::open(&self.path)
+    }
+
+    /// Unmounts (lazily) and deletes the namespace file. The namespace itself disappears once no
+    /// process, thread or open [`NetNs`] refers to it.
+    pub fn remove(self) -> Result<(), NetnsError> {
+        remove_path(&self.path)
+    }
+}
+
+fn remove_path(path: &Path) -> Result<(), NetnsError> {
+    match nix::mount::umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(NetnsError::errno(format_args!("unmount {}", path.display()), e));
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetnsError::io(format_args!("remove {}", path.display()), e)),
+    }
+}
+
+/// A named network namespace that removes itself when dropped (for tests).
+#[derive(Debug)]
+pub struct TempNetns {
+    inner: Option<NamedNetns>,
+}
+
+impl TempNetns {
+    /// Creates `/run/netns/<name>`; it is removed when the value is dropped.
+    pub fn create(name: &str) -> Result<Self, NetnsError> {
+        Self::create_in(NETNS_RUN_DIR, name)
+    }
+
+    /// Creates `<dir>/<name>`; it is removed when the value is dropped.
+    pub fn create_in(dir: impl AsRef<Path>, name: &str) -> Result<Self, NetnsError> {
+        Ok(Self { inner: Some(NamedNetns::create_in(dir, name)?) })
+    }
+
+    fn named(&self) -> &NamedNetns {
+        self.inner.as_ref().expect("TempNetns holds its namespace until dropped")
+    }
+
+    /// The name given at creation.
+    pub fn name(&self) -> &str {
+        self.named().name()
+    }
+
+    /// The bind-mount path.
+    pub fn path(&self) -> &Path {
+        self.named().path()
+    }
+
+    /// Opens the namespace.
+    pub fn netns(&self) -> Result<NetNs, NetnsError> {
+        self.named().netns()
+    }
+
+    /// Removes the namespace now, reporting errors (dropping does the same but ignores them).
+    pub fn remove(mut self) -> Result<(), NetnsError> {
+        match self.inner.take() {
+            Some(named) => named.remove(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TempNetns {
+    fn drop(&mut self) {
+        if let Some(named) = self.inner.take()
+            && let Err(e) = named.remove()
+        {
+            tracing::warn!(error = %e, "could not remove temporary network namespace");
+        }
+    }
+}
