@@ -36,6 +36,7 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::exec::{Exec, ProcessExec};
+use crate::net::{KernelNet, NetProvider};
 use crate::plugin::{Command, Context, Plugin};
 use crate::{Error, PluginOptions};
 
@@ -67,12 +68,14 @@ impl std::fmt::Debug for Invocation<'_> {
 pub struct Services {
     /// Runs delegated plugins.
     pub exec: Arc<dyn Exec>,
+    /// Hands out network handles for the host and container namespaces.
+    pub net: Arc<dyn NetProvider>,
 }
 
 impl Default for Services {
-    /// Real processes.
+    /// Real processes and namespaces.
     fn default() -> Self {
-        Self { exec: Arc::new(ProcessExec::new()) }
+        Self { exec: Arc::new(ProcessExec::new()), net: Arc::new(KernelNet) }
     }
 }
 
@@ -270,6 +273,7 @@ async fn run_inner<P: Plugin>(
         raw_config: Arc::from(raw),
         env: Arc::new(env),
         exec: services.exec,
+        net: services.net,
     };
     let span = tracing::info_span!("cni", verb = %cmd, container_id = %cx.container_id, ifname = %cx.ifname);
     let outcome = AssertUnwindSafe(call(plugin, &cx).instrument(span)).catch_unwind().await;

@@ -92,6 +92,7 @@ pub struct Context<C> {
     pub(crate) raw_config: Arc<[u8]>,
     pub(crate) env: Arc<BTreeMap<String, String>>,
     pub(crate) exec: Arc<dyn crate::exec::Exec>,
+    pub(crate) net: Arc<dyn crate::net::NetProvider>,
 }
 
 impl<C> Context<C> {
@@ -164,6 +165,32 @@ impl<C> Context<C> {
     /// A variable of the plugin's environment (the injected map, not the process's).
     pub fn env(&self, key: &str) -> Option<&str> {
         self.env.get(key).map(String::as_str)
+    }
+
+    /// The plugin's own (host) network namespace.
+    pub async fn host_net(&self) -> Result<crate::net::Net> {
+        self.net.host().await.map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
+    }
+
+    /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
+    pub async fn container_net(&self) -> Result<crate::net::Net> {
+        match self.container_net_if_exists().await? {
+            Some(net) => Ok(net),
+            None => {
+                let path = self.netns.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                Err(crate::Error::new(cni_types::ErrorCode::InvalidNetNs, format!("failed to open netns {path:?}"))
+                    .with_details("the network namespace does not exist"))
+            }
+        }
+    }
+
+    /// The container's network namespace, or `None` when `CNI_NETNS` is unset or the namespace
+    /// is already gone (what DEL needs to stay idempotent).
+    pub async fn container_net_if_exists(&self) -> Result<Option<crate::net::Net>> {
+        let Some(path) = self.netns.as_deref() else { return Ok(None) };
+        self.net.open(path).await.map_err(|e| {
+            crate::Error::from(e).context(format!("failed to open netns {:?}", path.display().to_string()))
+        })
     }
 
     /// The whole environment the plugin was started with (delegates inherit it).

@@ -32,6 +32,86 @@
 //! .await;
 //! # });
 //! ```
+//!
+//! ## Mocked namespaces and delegates
+//!
+//! With [`PluginTest::network`] the plugin's [`Context::host_net`](crate::Context::host_net) and
+//! [`Context::container_net`](crate::Context::container_net) are namespaces of a
+//! [`FakeNetwork`](crate::net::fake::FakeNetwork); with [`PluginTest::exec`] delegated plugins
+//! (IPAM) are served in-process. A whole ADD / CHECK / DEL cycle, without root:
+//!
+//! ```
+//! use cni_sdk::exec::InProcessExec;
+//! use cni_sdk::net::fake::FakeNetwork;
+//! use cni_sdk::testing::PluginTest;
+//! use cni_sdk::{CniResult, Command, Context, Interface, IpConfig, Plugin, Result};
+//!
+//! /// Moves one end of a veth pair into the container and configures it from IPAM.
+//! struct Veth;
+//! impl Plugin for Veth {
+//!     type Config = ();
+//!     async fn add(&self, cx: &Context<()>) -> Result<CniResult> {
+//!         let (host, ctr) = (cx.host_net().await?, cx.container_net().await?);
+//!         cx.ipam()?.add_with_rollback(|mut r| async move {
+//!             let (_, c) = host.veth("veth-test", cx.ifname()).peer_netns(&ctr).execute().await?;
+//!             ctr.set_up(c.index).await?;
+//!             for ip in &r.ips {
+//!                 ctr.add_address(c.index, ip.address).await?;
+//!                 let gw = ip.gateway.expect("IPAM gives a gateway");
+//!                 ctr.route("0.0.0.0/0".parse().unwrap()).gateway(gw).dev(c.index).add().await?;
+//!             }
+//!             r.interfaces.push(Interface::new(cx.ifname()));
+//!             Ok(r)
+//!         }).await
+//!     }
+//!     async fn del(&self, cx: &Context<()>) -> Result<()> {
+//!         cx.ipam()?.del().await?;
+//!         if let Some(ctr) = cx.container_net_if_exists().await? {
+//!             if let Some(link) = ctr.find_link(cx.ifname()).await? {
+//!                 ctr.delete_link(link.index).await?;
+//!             }
+//!         }
+//!         Ok(())
+//!     }
+//!     async fn check(&self, cx: &Context<()>) -> Result<()> {
+//!         cx.container_net().await?.link(cx.ifname()).await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let world = FakeNetwork::new();
+//! world.add_namespace("pod1");
+//! let ipam = InProcessExec::new().with_fn("fake-ipam", |cmd, _stdin| match cmd {
+//!     Command::Add => {
+//!         let mut r = CniResult::default();
+//!         r.ips.push(IpConfig { gateway: Some("10.250.1.1".parse().unwrap()), ..IpConfig::new("10.250.1.2/24".parse().unwrap()) });
+//!         Ok(Some(r))
+//!     }
+//!     _ => Ok(None),
+//! });
+//! let run = |cmd| PluginTest::new(&Veth)
+//!     .command(cmd)
+//!     .config_keys(serde_json::json!({"ipam": {"type": "fake-ipam"}}))
+//!     .netns("/var/run/netns/pod1")
+//!     .network(&world)
+//!     .exec(ipam.clone())
+//!     .run();
+//!
+//! run(Command::Add).await.expect_result();
+//! let pod = world.snapshot("pod1").unwrap();
+//! let eth0 = pod.links.iter().find(|l| l.name == "eth0").unwrap();
+//! assert!(eth0.up);
+//! assert!(pod.addresses.iter().any(|a| a.index == eth0.index && a.addr.to_string() == "10.250.1.2/24"));
+//! assert!(pod.routes.iter().any(|r| r.dst.prefix_len() == 0));
+//! assert!(world.snapshot("host").unwrap().links.iter().any(|l| l.name == "veth-test"));
+//!
+//! run(Command::Check).await.expect_success();
+//! run(Command::Del).await.expect_success();
+//! assert!(world.snapshot("pod1").unwrap().links.iter().all(|l| l.name != "eth0"));
+//! assert!(world.snapshot("host").unwrap().links.iter().all(|l| l.name != "veth-test"));
+//! # });
+//! ```
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -169,6 +249,13 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
     /// Serves delegated plugins (IPAM, chained) from this executor instead of `CNI_PATH`.
     pub fn exec(mut self, exec: impl Exec + 'static) -> Self {
         self.services.exec = Arc::new(exec);
+        self
+    }
+
+    /// Runs against a fake network: [`Context::host_net`](crate::Context::host_net) is the
+    /// fake host and `CNI_NETNS=/var/run/netns/NAME` names the fake namespace `NAME`.
+    pub fn network(mut self, world: &crate::net::fake::FakeNetwork) -> Self {
+        self.services.net = Arc::new(world.clone());
         self
     }
 

@@ -54,9 +54,11 @@ use crate::netns::NetNs;
 
 mod error;
 pub mod fake;
+mod provider;
 mod real;
 
 pub use error::{NetError, NetErrorKind, NetResult};
+pub use provider::{KernelNet, NetProvider};
 
 /// The main routing table (`RT_TABLE_MAIN`).
 pub const TABLE_MAIN: u32 = 254;
