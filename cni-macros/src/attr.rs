@@ -96,9 +96,14 @@ impl Config {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::about) {
             let key: kw::about = input.parse()?;
-            let value = parse_value(input, key.span, "about", EXAMPLE_ABOUT, |input| {
-                input.parse::<LitStr>()
-            })?;
+            let value = parse_value(
+                input,
+                key.span,
+                "about",
+                "a string literal",
+                EXAMPLE_ABOUT,
+                |input| input.parse::<LitStr>(),
+            )?;
             set_once(&mut self.about, value, key.span, "about")
         } else if lookahead.peek(kw::versions) {
             let key: kw::versions = input.parse()?;
@@ -106,6 +111,7 @@ impl Config {
                 input,
                 key.span,
                 "versions",
+                "a list of version strings",
                 EXAMPLE_VERSIONS,
                 parse_versions,
             )??;
@@ -113,31 +119,52 @@ impl Config {
         } else if lookahead.peek(kw::go_strict) {
             let key: kw::go_strict = input.parse()?;
             let value = if input.peek(Token![=]) {
-                parse_value(input, key.span, "go_strict", EXAMPLE_GO_STRICT, |input| {
-                    input.parse::<LitBool>()
-                })?
+                parse_value(
+                    input,
+                    key.span,
+                    "go_strict",
+                    "`true` or `false` (or no value at all)",
+                    EXAMPLE_GO_STRICT,
+                    |input| input.parse::<LitBool>(),
+                )?
             } else {
                 LitBool::new(true, key.span)
             };
             set_once(&mut self.go_strict, value, key.span, "go_strict")
         } else if lookahead.peek(kw::init) {
             let key: kw::init = input.parse()?;
-            let value = parse_value(input, key.span, "init", EXAMPLE_INIT, |input| {
-                Ok(match input.parse::<Expr>()? {
-                    Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => Init::Call(p.path),
-                    expr => Init::Expr(expr),
-                })
-            })?;
+            let value = parse_value(
+                input,
+                key.span,
+                "init",
+                "an expression, or a path to a function that takes no arguments",
+                EXAMPLE_INIT,
+                |input| {
+                    Ok(match input.parse::<Expr>()? {
+                        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => {
+                            Init::Call(p.path)
+                        }
+                        expr => Init::Expr(expr),
+                    })
+                },
+            )?;
             set_once(&mut self.init, value, key.span, "init")
         } else if lookahead.peek(Token![crate]) {
             let key: Token![crate] = input.parse()?;
-            let value = parse_value(input, key.span, "crate", EXAMPLE_CRATE, |input| {
-                if input.peek(LitStr) {
-                    input.parse::<LitStr>()?.parse_with(Path::parse_mod_style)
-                } else {
-                    Path::parse_mod_style(input)
-                }
-            })?;
+            let value = parse_value(
+                input,
+                key.span,
+                "crate",
+                "the path of the `cni_sdk` crate",
+                EXAMPLE_CRATE,
+                |input| {
+                    if input.peek(LitStr) {
+                        input.parse::<LitStr>()?.parse_with(Path::parse_mod_style)
+                    } else {
+                        Path::parse_mod_style(input)
+                    }
+                },
+            )?;
             set_once(&mut self.krate, value, key.span, "crate")
         } else if input.peek(Ident::peek_any) {
             let ident = input.call(Ident::parse_any)?;
@@ -171,6 +198,7 @@ fn parse_value<T>(
     input: ParseStream<'_>,
     key: Span,
     name: &str,
+    expects: &str,
     example: &str,
     value: impl FnOnce(ParseStream<'_>) -> syn::Result<T>,
 ) -> syn::Result<T> {
@@ -204,7 +232,7 @@ fn parse_value<T>(
             let tokens = value_tokens(input);
             Err(syn::Error::new_spanned(
                 tokens,
-                format!("invalid value for `{name}`: write `{example}`"),
+                format!("`{name}` expects {expects}, e.g. `{example}`"),
             ))
         }
     }
@@ -394,10 +422,10 @@ mod tests {
         assert_eq!(
             errors,
             [
-                "invalid value for `about`: write `about = \"CNI my-plugin v0.1\"`",
-                "invalid value for `versions`: write `versions = [\"1.0.0\", \"1.1.0\"]`",
-                "invalid value for `go_strict`: write `go_strict = true`",
-                "invalid value for `crate`: write `crate = \"my_crate::cni_sdk\"`",
+                "`about` expects a string literal, e.g. `about = \"CNI my-plugin v0.1\"`",
+                "`versions` expects a list of version strings, e.g. `versions = [\"1.0.0\", \"1.1.0\"]`",
+                "`go_strict` expects `true` or `false` (or no value at all), e.g. `go_strict = true`",
+                "`crate` expects the path of the `cni_sdk` crate, e.g. `crate = \"my_crate::cni_sdk\"`",
             ]
         );
         // The good option after the bad ones still counts.

@@ -67,8 +67,10 @@ fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStrea
         .map_or_else(|| quote!(false), |strict| quote!(#strict));
     quote! {
         fn main() {
+            // The annotation aims a wrong `init` at the user's expression and type.
+            let plugin: #plugin = #init;
             #krate::__private::main::<#plugin>(
-                #init,
+                plugin,
                 #krate::__private::options(#about, #versions, #go_strict),
             )
         }
@@ -108,8 +110,9 @@ mod tests {
         let expected = quote! {
             #item
             fn main() {
+                let plugin: P = ::cni_sdk::__private::default_plugin::<P>();
                 ::cni_sdk::__private::main::<P>(
-                    ::cni_sdk::__private::default_plugin::<P>(),
+                    plugin,
                     ::cni_sdk::__private::options(
                         ::core::concat!(
                             "CNI ",
@@ -135,8 +138,9 @@ mod tests {
         let expected = quote! {
             #item
             fn main() {
+                let plugin: P = P::new();
                 ::my::sdk::__private::main::<P>(
-                    P::new(),
+                    plugin,
                     ::my::sdk::__private::options(
                         "CNI p v1",
                         ::core::option::Option::Some(&["0.4.0", "1.1.0"]),
@@ -155,10 +159,7 @@ mod tests {
     #[test]
     fn init_expression_and_explicit_go_strict() {
         let out = expand(quote!(init = P { n: 1 }, go_strict = false), plugin_item());
-        assert!(
-            out.contains(":: cni_sdk :: __private :: main :: < P > (P { n : 1 } ,"),
-            "{out}"
-        );
+        assert!(out.contains("let plugin : P = P { n : 1 } ;"), "{out}");
         assert!(
             out.contains(":: core :: option :: Option :: None , false)"),
             "{out}"
