@@ -7,6 +7,7 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::quote;
 use syn::ext::IdentExt as _;
+use syn::parse::discouraged::Speculative as _;
 use syn::parse::{ParseStream, Parser as _};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
@@ -23,7 +24,7 @@ mod kw {
 }
 
 /// The spec versions `versions = [...]` accepts, oldest first.
-pub(crate) const SPEC_VERSIONS: [&str; 7] = [
+const SPEC_VERSIONS: [&str; 7] = [
     "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
 ];
 
@@ -221,10 +222,10 @@ fn parse_value<T>(
             format!("`{name}` needs a value: write `{example}`"),
         ));
     }
+    // Parse on a fork so that, on failure, the whole value is still there to point at.
     let fork = input.fork();
     match value(&fork) {
         Ok(v) => {
-            use syn::parse::discouraged::Speculative as _;
             input.advance_to(&fork);
             Ok(v)
         }

@@ -23,20 +23,19 @@ pub(crate) fn plugin(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(parsed) => parsed,
         Err(error) => {
             errors.push(error);
-            return with_errors(item, errors);
+            return with_errors(item, errors, true);
         }
     };
     let checked = item::check(parsed, &krate, &mut errors);
-    match (checked.plugin, errors.is_empty()) {
-        (Some(plugin), true) => {
-            let item = checked.item;
+    match checked.plugin {
+        Some(plugin) if errors.is_empty() => {
             let main = main_fn(&config, &krate, &plugin);
             quote! {
                 #item
                 #main
             }
         }
-        _ => with_errors(checked.item, errors),
+        _ => with_errors(checked.item, errors, !checked.is_main),
     }
 }
 
@@ -77,13 +76,18 @@ fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStrea
     }
 }
 
-/// The item, every recorded error and an empty `fn main`.
-fn with_errors(item: TokenStream, errors: Errors) -> TokenStream {
+/// The item, every recorded error and, if `fallback_main`, an empty `fn main`.
+fn with_errors(item: TokenStream, errors: Errors, fallback_main: bool) -> TokenStream {
     let errors = errors.finish().err().map(|error| error.to_compile_error());
+    let main = fallback_main.then(|| {
+        quote!(
+            fn main() {}
+        )
+    });
     quote! {
         #item
         #errors
-        fn main() {}
+        #main
     }
 }
 
@@ -219,6 +223,17 @@ mod tests {
             let out = expand(TokenStream::new(), item);
             assert!(out.contains(message), "{message}: {out}");
         }
+    }
+
+    #[test]
+    fn no_second_main_next_to_a_user_main() {
+        let out = expand(
+            TokenStream::new(),
+            quote!(
+                fn main() {}
+            ),
+        );
+        assert_eq!(out.matches("fn main").count(), 1, "{out}");
     }
 
     #[test]

@@ -24,10 +24,13 @@ const REQUIRED: [&str; 3] = ["add", "del", "check"];
 
 /// The annotated item after the checks.
 pub(crate) struct Checked {
-    /// The tokens to emit for the item: the original, or a repaired copy after errors.
+    /// The item, repaired where that keeps rustc from reporting a problem again (used only
+    /// after errors; a correct item is emitted exactly as written).
     pub(crate) item: TokenStream,
     /// The plugin type, when the item is an `impl Plugin for Type` block.
     pub(crate) plugin: Option<Type>,
+    /// Whether the item is itself a `fn main` (then no fallback `main` may be added).
+    pub(crate) is_main: bool,
 }
 
 /// Checks `item`, recording problems in `errors`. `krate` is the path of `cni_sdk`, used for
@@ -38,6 +41,7 @@ pub(crate) fn check(item: Item, krate: &syn::Path, errors: &mut Errors) -> Check
         other => {
             not_an_impl(&other, errors);
             return Checked {
+                is_main: matches!(&other, Item::Fn(f) if f.sig.ident == "main"),
                 item: other.into_token_stream(),
                 plugin: None,
             };
@@ -47,6 +51,7 @@ pub(crate) fn check(item: Item, krate: &syn::Path, errors: &mut Errors) -> Check
         return Checked {
             item: imp.into_token_stream(),
             plugin: None,
+            is_main: false,
         };
     }
     if imp.generics.lt_token.is_some() {
@@ -61,6 +66,7 @@ pub(crate) fn check(item: Item, krate: &syn::Path, errors: &mut Errors) -> Check
     Checked {
         item: imp.into_token_stream(),
         plugin,
+        is_main: false,
     }
 }
 
