@@ -24,9 +24,7 @@ mod kw {
 }
 
 /// The spec versions `versions = [...]` accepts, oldest first.
-const SPEC_VERSIONS: [&str; 7] = [
-    "0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0",
-];
+const SPEC_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The option names, for "expected one of" messages.
 const OPTIONS: &str = "`about`, `versions`, `go_strict`, `init`, `crate`";
@@ -88,23 +86,16 @@ impl Config {
 
     /// The path of the `cni_sdk` crate: the `crate` option or `::cni_sdk`.
     pub(crate) fn crate_path(&self) -> Path {
-        self.krate
-            .clone()
-            .unwrap_or_else(|| syn::parse_quote!(::cni_sdk))
+        self.krate.clone().unwrap_or_else(|| syn::parse_quote!(::cni_sdk))
     }
 
     fn parse_option(&mut self, input: ParseStream<'_>) -> syn::Result<()> {
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::about) {
             let key: kw::about = input.parse()?;
-            let value = parse_value(
-                input,
-                key.span,
-                "about",
-                "a string literal",
-                EXAMPLE_ABOUT,
-                |input| input.parse::<LitStr>(),
-            )?;
+            let value = parse_value(input, key.span, "about", "a string literal", EXAMPLE_ABOUT, |input| {
+                input.parse::<LitStr>()
+            })?;
             set_once(&mut self.about, value, key.span, "about")
         } else if lookahead.peek(kw::versions) {
             let key: kw::versions = input.parse()?;
@@ -145,20 +136,14 @@ impl Config {
             set_once(&mut self.init, value, key.span, "init")
         } else if lookahead.peek(Token![crate]) {
             let key: Token![crate] = input.parse()?;
-            let value = parse_value(
-                input,
-                key.span,
-                "crate",
-                "the path of the `cni_sdk` crate",
-                EXAMPLE_CRATE,
-                |input| {
+            let value =
+                parse_value(input, key.span, "crate", "the path of the `cni_sdk` crate", EXAMPLE_CRATE, |input| {
                     if input.peek(LitStr) {
                         input.parse::<LitStr>()?.parse_with(Path::parse_mod_style)
                     } else {
                         Path::parse_mod_style(input)
                     }
-                },
-            )?;
+                })?;
             set_once(&mut self.krate, value, key.span, "crate")
         } else if input.peek(Ident::peek_any) {
             let ident = input.call(Ident::parse_any)?;
@@ -170,10 +155,7 @@ impl Config {
                 "cni_sdk" | "krate" => "; did you mean `crate`?",
                 _ => "",
             };
-            Err(syn::Error::new(
-                ident.span(),
-                format!("unknown option `{ident}`; expected one of: {OPTIONS}{hint}"),
-            ))
+            Err(syn::Error::new(ident.span(), format!("unknown option `{ident}`; expected one of: {OPTIONS}{hint}")))
         } else {
             Err(lookahead.error())
         }
@@ -197,23 +179,14 @@ fn parse_value<T>(
     value: impl FnOnce(ParseStream<'_>) -> syn::Result<T>,
 ) -> syn::Result<T> {
     if input.is_empty() || input.peek(Token![,]) {
-        return Err(syn::Error::new(
-            key,
-            format!("`{name}` needs a value: write `{example}`"),
-        ));
+        return Err(syn::Error::new(key, format!("`{name}` needs a value: write `{example}`")));
     }
     if !input.peek(Token![=]) {
-        return Err(syn::Error::new(
-            input.span(),
-            format!("expected `=` after `{name}`: write `{example}`"),
-        ));
+        return Err(syn::Error::new(input.span(), format!("expected `=` after `{name}`: write `{example}`")));
     }
     input.parse::<Token![=]>()?;
     if input.is_empty() || input.peek(Token![,]) {
-        return Err(syn::Error::new(
-            key,
-            format!("`{name}` needs a value: write `{example}`"),
-        ));
+        return Err(syn::Error::new(key, format!("`{name}` needs a value: write `{example}`")));
     }
     // Parse on a fork so that, on failure, the whole value is still there to point at.
     let fork = input.fork();
@@ -224,10 +197,7 @@ fn parse_value<T>(
         }
         Err(_) => {
             let tokens = value_tokens(input);
-            Err(syn::Error::new_spanned(
-                tokens,
-                format!("`{name}` expects {expects}, e.g. `{example}`"),
-            ))
+            Err(syn::Error::new_spanned(tokens, format!("`{name}` expects {expects}, e.g. `{example}`")))
         }
     }
 }
@@ -255,10 +225,7 @@ fn parse_versions(input: ParseStream<'_>) -> syn::Result<syn::Result<Vec<LitStr>
         if !SPEC_VERSIONS.contains(&value.as_str()) {
             errors.push_spanned(
                 lit,
-                format!(
-                    "`{value}` is not a CNI spec version; expected one of: {}",
-                    quoted(&SPEC_VERSIONS)
-                ),
+                format!("`{value}` is not a CNI spec version; expected one of: {}", quoted(&SPEC_VERSIONS)),
             );
         } else if seen.contains(&value) {
             errors.push_spanned(lit, format!("version `{value}` is listed twice"));
@@ -272,10 +239,7 @@ fn parse_versions(input: ParseStream<'_>) -> syn::Result<syn::Result<Vec<LitStr>
 /// Records `value` in `slot` unless the option was already given.
 fn set_once<T>(slot: &mut Option<T>, value: T, key: Span, name: &str) -> syn::Result<()> {
     if slot.is_some() {
-        return Err(syn::Error::new(
-            key,
-            format!("duplicate option `{name}`; give it only once"),
-        ));
+        return Err(syn::Error::new(key, format!("duplicate option `{name}`; give it only once")));
     }
     *slot = Some(value);
     Ok(())
@@ -312,9 +276,10 @@ impl Init {
         match expr {
             Expr::Path(p)
                 if p.attrs.is_empty()
-                    && p.path.segments.last().is_some_and(|segment| {
-                        !segment.ident.to_string().starts_with(char::is_uppercase)
-                    }) =>
+                    && p.path
+                        .segments
+                        .last()
+                        .is_some_and(|segment| !segment.ident.to_string().starts_with(char::is_uppercase)) =>
             {
                 Self::Call(p)
             }
@@ -390,10 +355,7 @@ mod tests {
     #[test]
     fn init_expressions_are_kept() {
         let config = parse_ok(quote!(init = MyPlugin { cache: Vec::new() }));
-        assert_eq!(
-            text(config.init.unwrap().to_expr()),
-            "MyPlugin { cache : Vec :: new () }"
-        );
+        assert_eq!(text(config.init.unwrap().to_expr()), "MyPlugin { cache : Vec :: new () }");
         let config = parse_ok(quote!(init = MyPlugin::new(42)));
         assert_eq!(text(config.init.unwrap().to_expr()), "MyPlugin :: new (42)");
         // Capitalised paths are values: unit structs and constants.
@@ -401,10 +363,7 @@ mod tests {
             (quote!(init = MyPlugin), "MyPlugin"),
             (quote!(init = plugins::DEFAULT), "plugins :: DEFAULT"),
             (quote!(init = make_plugin), "make_plugin ()"),
-            (
-                quote!(init = <MyPlugin as Default>::default),
-                "< MyPlugin as Default > :: default ()",
-            ),
+            (quote!(init = <MyPlugin as Default>::default), "< MyPlugin as Default > :: default ()"),
         ] {
             let config = parse_ok(init);
             assert_eq!(text(config.init.unwrap().to_expr()), expected);
@@ -416,15 +375,10 @@ mod tests {
         let (_, errors) = parse(quote!(foo = 1));
         assert_eq!(
             errors,
-            [
-                "unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"
-            ]
+            ["unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"]
         );
         let (_, errors) = parse(quote!(version = ["1.0.0"]));
-        assert!(
-            errors[0].ends_with("did you mean `versions`?"),
-            "{errors:?}"
-        );
+        assert!(errors[0].ends_with("did you mean `versions`?"), "{errors:?}");
     }
 
     #[test]
@@ -436,13 +390,8 @@ mod tests {
 
     #[test]
     fn wrong_value_types_are_all_reported() {
-        let (config, errors) = parse(quote!(
-            about = 1,
-            versions = "1.0.0",
-            go_strict = "yes",
-            crate = 3,
-            init = MyPlugin::new
-        ));
+        let (config, errors) =
+            parse(quote!(about = 1, versions = "1.0.0", go_strict = "yes", crate = 3, init = MyPlugin::new));
         assert_eq!(
             errors,
             [
@@ -488,28 +437,19 @@ mod tests {
     fn empty_versions() {
         let (_, errors) = parse(quote!(versions = []));
         assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with("`versions` must list at least one version"),
-            "{errors:?}"
-        );
+        assert!(errors[0].starts_with("`versions` must list at least one version"), "{errors:?}");
     }
 
     #[test]
     fn missing_comma() {
         let (config, errors) = parse(quote!(about = "x" go_strict));
-        assert_eq!(
-            errors,
-            ["expected `,` between options, e.g. `#[cni_plugin(about = \"...\", go_strict)]`"]
-        );
+        assert_eq!(errors, ["expected `,` between options, e.g. `#[cni_plugin(about = \"...\", go_strict)]`"]);
         assert!(config.about.is_some());
     }
 
     #[test]
     fn not_an_option_at_all() {
         let (_, errors) = parse(quote!("about"));
-        assert_eq!(
-            errors,
-            ["expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"]
-        );
+        assert_eq!(errors, ["expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"]);
     }
 }

@@ -48,19 +48,13 @@ impl Errors {
     /// One `compile_error!` per recorded error (nothing if none were recorded).
     #[cfg(test)]
     pub(crate) fn to_compile_error(&self) -> proc_macro2::TokenStream {
-        self.combined
-            .as_ref()
-            .map(syn::Error::to_compile_error)
-            .unwrap_or_default()
+        self.combined.as_ref().map(syn::Error::to_compile_error).unwrap_or_default()
     }
 
     /// The messages recorded so far, in order (for tests).
     #[cfg(test)]
     pub(crate) fn messages(&self) -> Vec<String> {
-        self.combined
-            .iter()
-            .flat_map(|e| e.clone().into_iter().map(|e| e.to_string()))
-            .collect()
+        self.combined.iter().flat_map(|e| e.clone().into_iter().map(|e| e.to_string())).collect()
     }
 }
 

@@ -60,10 +60,7 @@ fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStrea
         Some(versions) => quote!(::core::option::Option::Some(&[#(#versions),*])),
         None => quote!(::core::option::Option::None),
     };
-    let go_strict = config
-        .go_strict
-        .as_ref()
-        .map_or_else(|| quote!(false), |strict| quote!(#strict));
+    let go_strict = config.go_strict.as_ref().map_or_else(|| quote!(false), |strict| quote!(#strict));
     quote! {
         fn main() {
             // The annotation aims a wrong `init` at the user's expression and type.
@@ -130,10 +127,7 @@ mod tests {
                 )
             }
         };
-        assert_eq!(
-            expand(TokenStream::new(), plugin_item()),
-            expected.to_string()
-        );
+        assert_eq!(expand(TokenStream::new(), plugin_item()), expected.to_string());
     }
 
     #[test]
@@ -164,10 +158,7 @@ mod tests {
     fn init_expression_and_explicit_go_strict() {
         let out = expand(quote!(init = P { n: 1 }, go_strict = false), plugin_item());
         assert!(out.contains("let plugin : P = P { n : 1 } ;"), "{out}");
-        assert!(
-            out.contains(":: core :: option :: Option :: None , false)"),
-            "{out}"
-        );
+        assert!(out.contains(":: core :: option :: Option :: None , false)"), "{out}");
     }
 
     #[test]

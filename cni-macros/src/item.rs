@@ -48,11 +48,7 @@ pub(crate) fn check(item: Item, krate: &syn::Path, errors: &mut Errors) -> Check
         }
     };
     if !is_plugin_impl(&imp, errors) {
-        return Checked {
-            item: imp.into_token_stream(),
-            plugin: None,
-            is_main: false,
-        };
+        return Checked { item: imp.into_token_stream(), plugin: None, is_main: false };
     }
     if imp.generics.lt_token.is_some() {
         errors.push_spanned(
@@ -63,11 +59,7 @@ pub(crate) fn check(item: Item, krate: &syn::Path, errors: &mut Errors) -> Check
     }
     check_items(&mut imp, krate, errors);
     let plugin = Some((*imp.self_ty).clone());
-    Checked {
-        item: imp.into_token_stream(),
-        plugin,
-        is_main: false,
-    }
+    Checked { item: imp.into_token_stream(), plugin, is_main: false }
 }
 
 /// Reports a `#[cni_plugin]` put on something other than an impl block, pointing at the
@@ -123,24 +115,15 @@ fn is_plugin_impl(imp: &ItemImpl, errors: &mut Errors) -> bool {
             false
         }
         Some((Some(bang), path, _)) => {
-            errors.push_spanned(
-                quote!(#bang #path),
-                format!("{GOES_ON}, not on a negative impl"),
-            );
+            errors.push_spanned(quote!(#bang #path), format!("{GOES_ON}, not on a negative impl"));
             false
         }
         Some((None, path, _)) => {
-            let is_plugin = path
-                .segments
-                .last()
-                .is_some_and(|segment| segment.ident == "Plugin");
+            let is_plugin = path.segments.last().is_some_and(|segment| segment.ident == "Plugin");
             if !is_plugin {
                 errors.push_spanned(
                     path,
-                    format!(
-                        "{GOES_ON}, not on an impl of `{}`; put it on the `Plugin` impl",
-                        compact(path)
-                    ),
+                    format!("{GOES_ON}, not on an impl of `{}`; put it on the `Plugin` impl", compact(path)),
                 );
             }
             is_plugin
@@ -158,10 +141,7 @@ fn check_items(imp: &mut ItemImpl, krate: &syn::Path, errors: &mut Errors) {
         quote!(#impl_token #path #for_token #self_ty)
     };
 
-    let has_config = imp
-        .items
-        .iter()
-        .any(|item| matches!(item, ImplItem::Type(t) if t.ident == "Config"));
+    let has_config = imp.items.iter().any(|item| matches!(item, ImplItem::Type(t) if t.ident == "Config"));
     if !has_config {
         errors.push_spanned(
             &header,
@@ -198,10 +178,7 @@ fn check_items(imp: &mut ItemImpl, krate: &syn::Path, errors: &mut Errors) {
         }
     }
 
-    let missing: Vec<&str> = REQUIRED
-        .into_iter()
-        .filter(|m| !present.iter().any(|p| p == m))
-        .collect();
+    let missing: Vec<&str> = REQUIRED.into_iter().filter(|m| !present.iter().any(|p| p == m)).collect();
     if !missing.is_empty() {
         let list: Vec<String> = missing.iter().map(|m| format!("`{m}`")).collect();
         let signatures: Vec<String> = missing
@@ -243,11 +220,7 @@ fn returns_impl_future(method: &ImplItemFn) -> bool {
 /// A body-less stand-in for a missing method; only ever emitted next to a compile error.
 fn stand_in(name: &str, krate: &syn::Path) -> ImplItem {
     let ident = syn::Ident::new(name, proc_macro2::Span::call_site());
-    let returns = if name == "add" {
-        quote!(#krate::Result<#krate::CniResult>)
-    } else {
-        quote!(#krate::Result<()>)
-    };
+    let returns = if name == "add" { quote!(#krate::Result<#krate::CniResult>) } else { quote!(#krate::Result<()>) };
     syn::parse_quote! {
         async fn #ident(&self, _: &#krate::Context<Self::Config>) -> #returns {
             ::core::unreachable!()

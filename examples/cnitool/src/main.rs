@@ -2,7 +2,6 @@
 //! CNI networks (the CNI README's `priv-net-run.sh` flow), on the `cni_sdk::runtime` library.
 #![allow(clippy::print_stdout)]
 
-use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
 use std::path::{Path, PathBuf};
@@ -154,14 +153,15 @@ fn report(e: &Error) {
 
 fn print_json(v: &Value) {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, serde_json::ser::PrettyFormatter::with_indent(b"    "));
     serde::Serialize::serialize(v, &mut ser).expect("JSON values serialise");
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(&out);
     let _ = stdout.write_all(b"\n");
 }
 
-async fn one_shot(cli: &Cli) -> Result<u8, Error> {
+async fn dispatch(cli: &Cli) -> Result<u8, Error> {
     let cni = runtime(cli)?;
     match &cli.cmd {
         Cmd::Add { net, netns } => {
@@ -169,8 +169,12 @@ async fn one_shot(cli: &Cli) -> Result<u8, Error> {
             let out = cni.add(&list, &runtime_conf(cli, netns, &cli.ifname)?).await?;
             print_json(&out.raw);
         }
-        Cmd::Check { net, netns } => cni.check(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
-        Cmd::Del { net, netns } => cni.del(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
+        Cmd::Check { net, netns } => {
+            cni.check(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?
+        }
+        Cmd::Del { net, netns } => {
+            cni.del(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?
+        }
         Cmd::Gc { net, .. } => cni.gc(&load_network(&cli.netconfpath, net)?, None::<&[Attachment]>).await?,
         Cmd::Status { net, .. } => cni.status(&load_network(&cli.netconfpath, net)?).await?,
         Cmd::Version { plugin } => {
@@ -181,13 +185,9 @@ async fn one_shot(cli: &Cli) -> Result<u8, Error> {
             let caps = cni.validate(&load_network(&cli.netconfpath, net)?).await?;
             println!("ok, capabilities: {caps:?}");
         }
-        Cmd::Run { .. } => unreachable_run(),
+        Cmd::Run { nets, command } => return run(cli, &cni, nets, command).await,
     }
     Ok(0)
-}
-
-fn unreachable_run() {
-    // `run` is dispatched before `one_shot`; keep the match exhaustive without a panic path.
 }
 
 /// Picks the networks for `run`.
@@ -228,9 +228,8 @@ fn watch_signals() -> Result<Arc<AtomicI32>, Error> {
     Ok(got)
 }
 
-async fn run(cli: &Cli, names: &[String], command: &[String]) -> Result<u8, Error> {
+async fn run(cli: &Cli, cni: &CniRuntime, names: &[String], command: &[String]) -> Result<u8, Error> {
     let signals = watch_signals()?;
-    let cni = runtime(cli)?;
     let networks = run_networks(cli, names)?;
     let ns = NamedNetns::create(&format!("cnitool-{}", random_suffix()))
         .map_err(|e| Error::internal("cannot create a network namespace (run as root)").with_source(e))?;
@@ -276,7 +275,10 @@ async fn exec_in(ns: &NamedNetns, command: &[String], signals: &AtomicI32) -> Re
     // SAFETY: setns is async-signal-safe; the fd stays open (owned by `netns`) until the child
     // has been spawned, and the closure touches nothing else.
     unsafe {
-        cmd.pre_exec(move || nix::sched::setns(std::os::fd::BorrowedFd::borrow_raw(fd), nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from));
+        cmd.pre_exec(move || {
+            nix::sched::setns(std::os::fd::BorrowedFd::borrow_raw(fd), nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)
+        });
     }
     let mut child = cmd.spawn().map_err(|e| Error::internal(format!("cannot run {:?}", command[0])).with_source(e))?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
@@ -321,12 +323,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = rt.block_on(async {
-        match &cli.cmd {
-            Cmd::Run { nets, command } => run(&cli, nets, command).await,
-            _ => one_shot(&cli).await,
-        }
-    });
+    let result = rt.block_on(dispatch(&cli));
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -335,6 +332,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-#[allow(dead_code)]
-fn _env_is_not_read_directly(_: BTreeMap<String, String>) {}

@@ -1,5 +1,5 @@
 //! `passthrough`: a chained CNI plugin that returns the previous plugin's result unchanged.
-use cni_sdk::{Context, CniResult, Error, Plugin, Result, cni_plugin};
+use cni_sdk::{CniResult, Context, Error, Plugin, Result, cni_plugin};
 
 /// Passes `prevResult` through; DEL has nothing to undo.
 #[derive(Default)]

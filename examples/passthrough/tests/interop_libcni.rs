@@ -14,7 +14,11 @@ fn cnitool() -> PathBuf {
     let p = std::env::var_os("LIBCNI_CNITOOL")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target/interop/libcni-cnitool"));
-    assert!(p.is_file(), "{} missing: run ../shared/interop/build.sh target/interop/libcni-cnitool (as .ci/run does)", p.display());
+    assert!(
+        p.is_file(),
+        "{} missing: run ../shared/interop/build.sh target/interop/libcni-cnitool (as .ci/run does)",
+        p.display()
+    );
     p
 }
 
@@ -48,7 +52,11 @@ fn libcni(verb: &str, confdir: &Path, cachedir: &Path, netns: &str) -> (bool, St
         .env("CNI_PATH", format!("{}:/usr/lib/cni", plugin_dir.display()))
         .output()
         .expect("run libcni-cnitool");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]

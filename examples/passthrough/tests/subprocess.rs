@@ -15,7 +15,8 @@ struct Run {
 
 impl Run {
     fn doc(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", self.stdout))
     }
 }
 
@@ -69,7 +70,11 @@ fn about_text_without_command() {
     let r = exec(&[], "");
     assert_eq!(r.code, 0);
     assert!(r.stdout.is_empty());
-    assert!(r.stderr.starts_with("CNI passthrough plugin v0.1.0\nCNI protocol versions supported: 0.1.0, "), "{}", r.stderr);
+    assert!(
+        r.stderr.starts_with("CNI passthrough plugin v0.1.0\nCNI protocol versions supported: 0.1.0, "),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
