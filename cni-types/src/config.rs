@@ -425,7 +425,7 @@ mod tests {
         );
         assert_eq!(
             conf.parse_prev_result().unwrap_err().to_string(),
-            "could not parse prevResult: result type supports [\"1.0.0\", \"1.1.0\"] but unmarshalled CNIVersion is \"0.4.0\""
+            "could not parse prevResult: result type supports [1.0.0 1.1.0] but unmarshalled CNIVersion is \"0.4.0\""
         );
     }
 

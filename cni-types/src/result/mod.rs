@@ -240,7 +240,8 @@ pub enum ResultError {
     NoValidIp,
     /// A prevResult of another result family than the configuration.
     #[error(
-        "could not parse prevResult: result type supports {supported:?} but unmarshalled CNIVersion is {found:?}"
+        "could not parse prevResult: result type supports [{}] but unmarshalled CNIVersion is {found:?}",
+        .supported.join(" ")
     )]
     FamilyMismatch {
         /// Versions the configuration's family supports.
