@@ -597,3 +597,20 @@ fn malformed_documents_are_parse_errors() {
         "{err}"
     );
 }
+
+#[test]
+fn legacy_versions_put_ip4_before_ip6() {
+    // An IPv6 address listed first comes back second from 0.1.0/0.2.0, so that is not lossless.
+    let r = CniResult::from_value(
+        json!({"cniVersion": "1.0.0", "ips": [{"address": "fd00::2/64"}, {"address": "10.0.0.2/24"}]}),
+        "",
+    )
+    .unwrap();
+    for v in [SpecVersion::V0_1_0, SpecVersion::V0_2_0] {
+        assert!(!r.is_lossless_in(v), "{v}");
+        let back = CniResult::from_value(r.to_value(v).unwrap(), "").unwrap();
+        assert_eq!(back.ips[0].address.to_string(), "10.0.0.2/24");
+        assert!(back.is_lossless_in(v));
+    }
+    assert!(r.is_lossless_in(SpecVersion::V0_4_0));
+}

@@ -136,6 +136,7 @@ golden! {
     conflist_1_0_0: "conflist/1.0.0.json" => check_conflist_1_0_0;
     conflist_1_1_0: "conflist/1.1.0.json" => check_conflist_1_1_0;
     conflist_single_conf_0_2_0: "conflist/conf-0.2.0.json" => check_single_conf_0_2_0;
+    conflist_1_1_0_no_plugins: "conflist/1.1.0-no-plugins.json" => check_conflist_no_plugins;
 
     result_0_1_0: "result/0.1.0.json" => check_result_0_1_0;
     result_0_2_0: "result/0.2.0.json" => check_result_0_2_0;
@@ -558,6 +559,22 @@ fn check_conflist_1_1_0(rel: &str) {
     assert!(list.load_only_inlined_plugins);
     assert_eq!(list.extra["x-vendor-extension"]["owner"], "platform-team");
     assert_eq!(list.plugin_type(1), Some("bandwidth"));
+}
+
+fn check_conflist_no_plugins(rel: &str) {
+    // Without `plugins` (and without loadOnlyInlinedPlugins) the runtime loads the plugins from
+    // `<confdir>/<name>/`; printing such a list must not invent an empty `plugins` array, which
+    // would then be rejected as "no plugins in list".
+    let list = conflist_roundtrip(rel);
+    assert!(list.plugins.is_empty());
+    assert!(!list.disable_gc && !list.load_only_inlined_plugins);
+    assert_eq!(list.selected_version().unwrap(), "1.1.0");
+    assert!(
+        serde_json::to_value(&list)
+            .unwrap()
+            .get("plugins")
+            .is_none()
+    );
 }
 
 fn check_single_conf_0_2_0(rel: &str) {
