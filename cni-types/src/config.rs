@@ -374,7 +374,7 @@ mod tests {
         conf.prev_result = Some(json!({"cniVersion": "0.4.0", "ips": [{"version": "4", "address": "10.200.0.2/24"}]}));
         assert_eq!(
             conf.parse_prev_result().unwrap_err().to_string(),
-            "could not parse prevResult: result type supports [\"1.0.0\", \"1.1.0\"] but unmarshalled CNIVersion is \"0.4.0\""
+            "could not parse prevResult: result type supports [1.0.0 1.1.0] but unmarshalled CNIVersion is \"0.4.0\""
         );
     }
 

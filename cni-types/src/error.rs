@@ -188,11 +188,11 @@ impl CniError {
 }
 
 impl fmt::Display for CniError {
-    /// Go's `types.Error.Error()`: `msg` or `msg; details`.
+    /// Go's `types.Error.Error()`: `msg`, or `msg; details` when `details` is not empty.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.details {
-            Some(d) => write!(f, "{}; {}", self.msg, d),
-            None => f.write_str(&self.msg),
+            Some(d) if !d.is_empty() => write!(f, "{}; {}", self.msg, d),
+            _ => f.write_str(&self.msg),
         }
     }
 }

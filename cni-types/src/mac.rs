@@ -114,6 +114,9 @@ impl FromStr for MacAddr {
                     return Err(err());
                 }
                 let digits: Vec<u8> = b.iter().copied().filter(|c| *c != b'.').collect();
+                if digits.len() != 12 {
+                    return Err(err());
+                }
                 for (i, octet) in out.iter_mut().enumerate() {
                     *octet = hex(digits[2 * i]).ok_or_else(err)? << 4 | hex(digits[2 * i + 1]).ok_or_else(err)?;
                 }

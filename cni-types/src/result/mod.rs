@@ -202,7 +202,14 @@ pub enum ResultError {
     #[error("cannot convert: no valid IP addresses")]
     NoValidIp,
     /// A prevResult of another result family than the configuration.
+<<<<<<< HEAD
     #[error("could not parse prevResult: result type supports {supported:?} but unmarshalled CNIVersion is {found:?}")]
+=======
+    #[error(
+        "could not parse prevResult: result type supports [{}] but unmarshalled CNIVersion is {found:?}",
+        .supported.join(" ")
+    )]
+>>>>>>> types-tests
     FamilyMismatch {
         /// Versions the configuration's family supports.
         supported: Vec<&'static str>,
@@ -279,6 +286,8 @@ impl CniResult {
                     && v4 <= 1
                     && v6 <= 1
                     && self.ips.iter().all(|ip| ip.interface.is_none())
+                    // 0.2.0 has `ip4` before `ip6`: an IPv6 address must not come first.
+                    && self.ips.windows(2).all(|w| w[0].address.addr().is_ipv4() || w[1].address.addr().is_ipv6())
                     && self.routes.iter().all(|r| !r.has_extras() && has(&r.dst))
                     // 0.2.0 keeps routes per family: v4 routes come before v6 ones.
                     && self.routes.windows(2).all(|w| w[0].dst.addr().is_ipv4() || w[1].dst.addr().is_ipv6())

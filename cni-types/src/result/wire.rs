@@ -161,8 +161,21 @@ impl WireResult {
             value = Value::Object(Default::default());
         }
         let Some(obj) = value.as_object_mut() else {
-            let err = serde_json::from_value::<Result100>(value).expect_err("a non-object is not a result");
-            return Err(ResultError::Parse { version: default_version.to_owned(), source: err });
+            // Not `from_value::<Result100>(value)`: serde accepts a struct as an array of its
+            // fields, so `["1.1.0"]` would "parse".
+            let what = match &value {
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                _ => "an array",
+            };
+            let err = <serde_json::Error as serde::de::Error>::custom(format!(
+                "invalid type: {what}, expected a result object"
+            ));
+            return Err(ResultError::Parse {
+                version: default_version.to_owned(),
+                source: err,
+            });
         };
         let version = match obj.get("cniVersion") {
             None => default_version.to_owned(),
