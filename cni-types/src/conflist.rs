@@ -43,11 +43,7 @@ pub struct NetworkConfigList {
     #[serde(default, deserialize_with = "lenient_bool", skip_serializing_if = "is_false")]
     pub load_only_inlined_plugins: bool,
     /// The plugin configurations, in chain order.
-    #[serde(
-        default,
-        deserialize_with = "plugins_or_empty",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "plugins_or_empty", skip_serializing_if = "Vec::is_empty")]
     pub plugins: Vec<Map<String, Value>>,
     /// Other keys.
     #[serde(flatten)]

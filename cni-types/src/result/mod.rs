@@ -202,14 +202,10 @@ pub enum ResultError {
     #[error("cannot convert: no valid IP addresses")]
     NoValidIp,
     /// A prevResult of another result family than the configuration.
-<<<<<<< HEAD
-    #[error("could not parse prevResult: result type supports {supported:?} but unmarshalled CNIVersion is {found:?}")]
-=======
     #[error(
         "could not parse prevResult: result type supports [{}] but unmarshalled CNIVersion is {found:?}",
         .supported.join(" ")
     )]
->>>>>>> types-tests
     FamilyMismatch {
         /// Versions the configuration's family supports.
         supported: Vec<&'static str>,

@@ -172,10 +172,7 @@ impl WireResult {
             let err = <serde_json::Error as serde::de::Error>::custom(format!(
                 "invalid type: {what}, expected a result object"
             ));
-            return Err(ResultError::Parse {
-                version: default_version.to_owned(),
-                source: err,
-            });
+            return Err(ResultError::Parse { version: default_version.to_owned(), source: err });
         };
         let version = match obj.get("cniVersion") {
             None => default_version.to_owned(),
