@@ -32,6 +32,7 @@
 //! [Container Network Interface]: https://github.com/containernetworking/cni
 #![warn(missing_docs)]
 
+pub mod daemon;
 pub mod delegate;
 pub mod dispatch;
 mod error;
@@ -161,6 +162,12 @@ pub use delegate::Delegate;
 pub use error::{Error, Result, ResultExt};
 pub use options::{DEFAULT_MAX_STDIN, PluginOptions};
 pub use plugin::{Command, Context, Plugin, UnknownCommand};
+
+/// Runs `plugin` as this process: reads the environment and stdin, writes stdout, exits. What
+/// `#[cni_plugin]` generates; call it yourself for a hand-written `main`.
+pub fn plugin_main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
+    __private::main(plugin, options)
+}
 
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
