@@ -4,7 +4,7 @@
 //! [`ProcessExec`] follows libcni: plugin lookup with `FindInPath`'s rules ([`find_in_path`]),
 //! stdin = configuration bytes, the given environment, a timeout, the child killed when the call
 //! is dropped, and the "text file busy" retry. [`InProcessExec`] maps plugin types to in-process
-//! handlers (a [`Plugin`](crate::Plugin) value or a closure).
+//! handlers (a [`Plugin`] value or a closure).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;

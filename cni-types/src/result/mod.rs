@@ -3,7 +3,7 @@
 //! [`CniResult`] is the 1.1 model. The wire forms are [`Result020`] (0.1.0, 0.2.0: `ip4`/`ip6`),
 //! [`Result040`] (0.3.0, 0.3.1, 0.4.0: `ips[].version`) and [`Result100`] (1.0.0, 1.1.0).
 //! [`CniResult::parse`] reads any of them (dispatching on `cniVersion`) and
-//! [`CniResult::to_version`] prints any of them, with the conversion rules of Go's
+//! [`CniResult::to_value`] prints any of them, with the conversion rules of Go's
 //! `pkg/types/internal/convert.go`:
 //!
 //! * up-conversion is lossless;
@@ -37,7 +37,7 @@ pub use wire::{Interface040, IpConfig020, IpConfig040, Result020, Result040, Res
 /// The canonical result of an ADD (the 1.1 model, without a version).
 ///
 /// It serialises with the 1.x key names (no `cniVersion`); print a versioned document with
-/// [`CniResult::to_version`] / [`CniResult::to_json`].
+/// [`CniResult::to_value`] / [`CniResult::to_json`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CniResult {
     /// Interfaces created or configured.
