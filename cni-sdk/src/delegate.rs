@@ -38,6 +38,7 @@ pub struct Delegate<'a> {
     stdin: Vec<u8>,
     version: SpecVersion,
     timeout: Duration,
+    overrides: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Delegate<'_> {
@@ -60,6 +61,7 @@ impl<C> Context<C> {
             stdin: self.raw_config.to_vec(),
             version: self.version,
             timeout: DEFAULT_TIMEOUT,
+            overrides: Vec::new(),
         }
     }
 
@@ -86,6 +88,13 @@ impl Delegate<'_> {
         self
     }
 
+    /// Overrides one environment variable for the delegate (e.g. `CNI_IFNAME` for a meta
+    /// plugin's second interface). `CNI_COMMAND` is always set by the verb.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.overrides.push((key.to_owned(), value.to_owned()));
+        self
+    }
+
     /// Kills the delegate after `timeout` (default 60 s); the call then fails with code 11.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
@@ -94,6 +103,7 @@ impl Delegate<'_> {
 
     async fn call(&self, cmd: Command) -> Result<Vec<u8>> {
         let mut env = self.env.clone();
+        env.extend(self.overrides.iter().cloned());
         env.insert("CNI_COMMAND".to_owned(), cmd.as_str().to_owned());
         let request = ExecRequest {
             plugin_type: self.plugin_type.clone(),
