@@ -61,8 +61,9 @@ fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStrea
         None => quote!(::core::option::Option::None),
     };
     let go_strict = config.go_strict.as_ref().map_or_else(|| quote!(false), |strict| quote!(#strict));
+    // `pub(crate)` so a multi-call binary (`cni_sdk::multicall!`) can call it from a module.
     quote! {
-        fn main() {
+        pub(crate) fn main() {
             // The annotation aims a wrong `init` at the user's expression and type.
             let plugin: #plugin = #init;
             #krate::__private::main::<#plugin>(
@@ -110,7 +111,7 @@ mod tests {
         let item = plugin_item();
         let expected = quote! {
             #item
-            fn main() {
+            pub(crate) fn main() {
                 let plugin: P = ::cni_sdk::__private::default_plugin::<P>();
                 ::cni_sdk::__private::main::<P>(
                     plugin,
@@ -135,7 +136,7 @@ mod tests {
         let item = plugin_item();
         let expected = quote! {
             #item
-            fn main() {
+            pub(crate) fn main() {
                 let plugin: P = P::new();
                 ::my::sdk::__private::main::<P>(
                     plugin,

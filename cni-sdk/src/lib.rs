@@ -169,6 +169,37 @@ pub fn plugin_main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
     __private::main(plugin, options)
 }
 
+/// Builds one binary that contains several plugins and runs the one it was invoked as
+/// (`argv[0]`, i.e. the name of a symlink or hardlink in `CNI_PATH`), like busybox.
+///
+/// Each entry names a plugin and the `main.rs` of a package written with `#[cni_plugin]`
+/// (paths are relative to the file using the macro). The generated `main` of each plugin
+/// becomes a module function; nothing else changes in the plugin packages.
+///
+/// ```ignore
+/// // examples/cni-plugins/src/main.rs
+/// cni_sdk::multicall! {
+///     "cni-plugins";
+///     "bridge" => bridge @ "../../bridge/src/main.rs",
+///     "loopback" => loopback @ "../../loopback/src/main.rs",
+/// }
+/// ```
+///
+/// Invoked under its own name, the first argument selects the plugin (`cni-plugins bridge`).
+#[macro_export]
+macro_rules! multicall {
+    ($binary:literal; $($name:literal => $module:ident @ $path:tt),+ $(,)?) => {
+        $(
+            #[path = $path]
+            #[allow(dead_code, unreachable_pub, missing_docs)]
+            mod $module;
+        )+
+        fn main() {
+            $crate::__private::multicall($binary, &[$(($name, $module::main as fn())),+])
+        }
+    };
+}
+
 /// The README's examples, compiled as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
