@@ -14,10 +14,7 @@ fn about_and_version() {
     assert_eq!(r.code, 0);
     assert!(r.stderr.starts_with("CNI host-local plugin"), "{}", r.stderr);
     let r = exec(RUST, &[("CNI_COMMAND".into(), "VERSION".into())], r#"{"cniVersion":"1.0.0"}"#);
-    assert_eq!(
-        r.doc()["supportedVersions"],
-        json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
-    );
+    assert_eq!(r.doc()["supportedVersions"], json!(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]));
 }
 
 #[test]
@@ -74,8 +71,7 @@ fn sixty_four_concurrent_processes() {
     let tmp = tempfile::tempdir().unwrap();
     let c = conf("1.0.0", "busy", tmp.path(), json!({"ranges": [[{"subnet": "10.208.0.0/24"}]]}));
     let stdin = c.to_string();
-    let children: Vec<_> =
-        (0..64).map(|i| spawn(RUST, &env("ADD", &format!("ctr-{i}"), "eth0"), &stdin)).collect();
+    let children: Vec<_> = (0..64).map(|i| spawn(RUST, &env("ADD", &format!("ctr-{i}"), "eth0"), &stdin)).collect();
     let mut ips: Vec<String> = children.into_iter().map(|ch| first_ip(&wait(ch).ok())).collect();
     ips.sort();
     ips.dedup();
@@ -85,17 +81,17 @@ fn sixty_four_concurrent_processes() {
     assert_eq!(files.len(), 64);
     files.sort();
     assert_eq!(files, ips);
-    for i in 0..64 {
-        let owner = fs::read_to_string(dir.join(&ips[i])).unwrap();
+    for ip in &ips {
+        let owner = fs::read_to_string(dir.join(ip)).unwrap();
         assert!(owner.starts_with("ctr-") && owner.ends_with("\r\neth0"), "{owner:?}");
     }
-    let children: Vec<_> =
-        (0..64).map(|i| spawn(RUST, &env("DEL", &format!("ctr-{i}"), "eth0"), &stdin)).collect();
+    let children: Vec<_> = (0..64).map(|i| spawn(RUST, &env("DEL", &format!("ctr-{i}"), "eth0"), &stdin)).collect();
     for ch in children {
         wait(ch).ok();
     }
     assert!(leases(&dir).is_empty(), "{:?}", leases(&dir));
-    let mut left: Vec<String> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut left: Vec<String> =
+        fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
     assert_eq!(left, ["last_reserved_ip.0", "lock"]);
 }
