@@ -263,6 +263,10 @@ pub(crate) fn load<C>(cx: &Context<C>) -> Result<IpamConf, Error> {
         requested.extend(ips.iter().map(|r| canonical(r.addr)));
     }
 
+    // Go keeps requested addresses in a map: the same address from two sources counts once.
+    let mut seen = std::collections::HashSet::new();
+    requested.retain(|ip| seen.insert(*ip));
+
     let mut raw_sets: Vec<Vec<IpRange>> = Vec::new();
     if let Some(sets) = config.runtime_config.as_ref().and_then(|r| r.ip_ranges.as_ref()) {
         raw_sets.extend(sets.iter().cloned());

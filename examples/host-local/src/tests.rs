@@ -172,6 +172,19 @@ async fn requested_ips_from_all_sources() {
     let got: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
     assert_eq!(got, ["10.205.4.7/24", "fd00:205:4::42/64", "10.205.5.9/24"]);
 
+    // The same address from several sources is one request.
+    let mut dup = cfg.clone();
+    dup["args"] = json!({"cni": {"ips": ["10.205.4.8"]}});
+    dup["runtimeConfig"] = json!({"ips": ["10.205.4.8/24"]});
+    let r = run(&dup, Command::Add, "dup").cni_args("IP=10.205.4.8").run().await.expect_result();
+    let got: Vec<String> = r.ips.iter().map(|i| i.address.to_string()).collect();
+    assert_eq!(
+        got,
+        ["10.205.4.8/24", "fd00:205:4::43/64", "10.205.5.10/24"],
+        "round robin continues after the requested ones"
+    );
+    run(&dup, Command::Del, "dup").run().await.expect_success();
+
     // The same address again: taken.
     let e = run(&cfg, Command::Add, "d").cni_args("IP=10.205.4.7").run().await.expect_error(999);
     assert_eq!(
