@@ -95,3 +95,24 @@ fn sixty_four_concurrent_processes() {
     left.sort();
     assert_eq!(left, ["last_reserved_ip.0", "lock"]);
 }
+
+/// GC (spec 1.1.0) through the binary: leases of attachments not listed are released.
+#[test]
+fn gc_through_the_binary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = conf("1.1.0", "gc-net", tmp.path(), json!({"subnet": "10.216.0.0/24"}));
+    for id in ["keep", "drop-1", "drop-2"] {
+        verb(RUST, "ADD", id, "eth0", &c).ok();
+    }
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "keep", "ifname": "eth0"}]);
+    gc["cni.dev/attachments"] = gc["cni.dev/valid-attachments"].clone();
+    let e: Vec<(String, String)> = [("CNI_COMMAND", "GC"), ("CNI_PATH", "/nonexistent")]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let r = exec(RUST, &e, &gc.to_string());
+    assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
+    assert_eq!(leases(&tmp.path().join("gc-net")), ["10.216.0.2"]);
+    assert_eq!(fs::read(tmp.path().join("gc-net/10.216.0.2")).unwrap(), b"keep\r\neth0");
+}

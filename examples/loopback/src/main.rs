@@ -15,12 +15,23 @@ struct Loopback;
 /// The interface this plugin manages, whatever `CNI_IFNAME` says.
 const LO: &str = "lo";
 
+/// The container's namespace; a missing one is Go's plain error (code 999, same message).
+async fn container_net(cx: &Context<()>) -> Result<cni_sdk::net::Net> {
+    match cx.container_net_if_exists().await? {
+        Some(net) => Ok(net),
+        None => {
+            let path = cx.netns().map(|p| p.display().to_string()).unwrap_or_default();
+            Err(Error::internal(format!("failed to Statfs {path:?}: no such file or directory")))
+        }
+    }
+}
+
 #[cni_plugin(about = "CNI loopback plugin v0.1.0")]
 impl Plugin for Loopback {
     type Config = ();
 
     async fn add(&self, cx: &Context<()>) -> Result<CniResult> {
-        let net = cx.container_net().await?;
+        let net = container_net(cx).await?;
         let lo = net.link(LO).await?;
         net.set_up(lo.index).await?;
         let addrs = net.link_addresses(lo.index).await?;
@@ -61,7 +72,7 @@ impl Plugin for Loopback {
     }
 
     async fn check(&self, cx: &Context<()>) -> Result<()> {
-        let net = cx.container_net().await?;
+        let net = container_net(cx).await?;
         let lo = net.link(LO).await?;
         if !lo.up {
             return Err(Error::internal("loopback interface is down"));

@@ -63,7 +63,14 @@ fn same_results_and_errors_as_go() {
         }
         go_ns.remove().unwrap();
         rs_ns.remove().unwrap();
-        // DEL on a vanished namespace succeeds for both.
+        // A missing namespace: the same error; DEL succeeds for both.
+        for cmd in ["ADD", "CHECK"] {
+            if cmd == "CHECK" && v < "0.4.0" {
+                continue;
+            }
+            let (go, rs) = (run(GO, cmd, Some(&gp), v), run(RUST, cmd, Some(&gp), v));
+            assert_eq!((rs.err(), rs.doc()["code"].clone()), (go.err(), go.doc()["code"].clone()), "{cmd} {v}");
+        }
         run(GO, "DEL", Some(&gp), v).ok();
         run(RUST, "DEL", Some(&rp), v).ok();
     }
