@@ -5,7 +5,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
-use cni_sdk::types::IpRange;
+use cni_sdk::types::{IpRange, IpRequest};
 use cni_sdk::{Context, Error, Route};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -227,7 +227,8 @@ pub(crate) fn validate_network_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `CNI_ARGS` `IP`: one plain address (Go's `net.IP` text form); an empty value means none.
+/// `CNI_ARGS` `IP`: one address, `ip` or `ip/prefix` (the prefix is ignored); an empty value
+/// means none. Errors are worded like Go's `LoadArgs`.
 fn env_requested_ip<C>(cx: &Context<C>) -> Result<Option<IpAddr>, Error> {
     let args = cx.args();
     if args.is_empty() {
@@ -236,10 +237,9 @@ fn env_requested_ip<C>(cx: &Context<C>) -> Result<Option<IpAddr>, Error> {
     args.check_known(&["IP"]).map_err(|e| plain(e.to_string()))?;
     match args.get("IP") {
         None | Some("") => Ok(None),
-        Some(v) => v
-            .parse::<IpAddr>()
-            .map(Some)
-            .map_err(|_| plain(format!("ARGS: error parsing value of \"IP\": invalid IP address: {v}"))),
+        Some(v) => v.parse::<IpRequest>().map(|r| Some(r.addr)).map_err(|_| {
+            plain(format!("ARGS: error parsing value of pair {:?}: invalid IP address {v}", format!("IP={v}")))
+        }),
     }
 }
 

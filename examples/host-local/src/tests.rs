@@ -209,7 +209,14 @@ async fn requested_ips_from_all_sources() {
     let e = run(&cfg2, Command::Add, "e").cni_args("FOO=bar").run().await.expect_error(999);
     assert_eq!(e.msg, "ARGS: unknown args [\"FOO=bar\"]");
     let e = run(&cfg2, Command::Add, "e").cni_args("IP=nope").run().await.expect_error(999);
-    assert!(e.msg.contains("invalid IP address: nope"), "{}", e.msg);
+    assert_eq!(e.msg, "ARGS: error parsing value of pair \"IP=nope\": invalid IP address nope");
+    // `ip/prefix` is accepted (the prefix is ignored), an empty value requests nothing.
+    let mut cfg3 = cfg2.clone();
+    cfg3.as_object_mut().unwrap().remove("runtimeConfig");
+    let r = run(&cfg3, Command::Add, "f").cni_args("IP=10.205.4.99/8").run().await.expect_result();
+    assert_eq!(r.ips[0].address.to_string(), "10.205.4.99/24");
+    let r = run(&cfg3, Command::Add, "g").cni_args("IP=").run().await.expect_result();
+    assert_eq!(r.ips.len(), 3);
 }
 
 #[tokio::test]

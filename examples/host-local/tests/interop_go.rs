@@ -160,6 +160,8 @@ fn same_errors_as_go() {
         (json!({"subnet": "10.211.0.0/24"}), "IP=10.211.0.1"),
         (json!({"subnet": "10.211.0.0/24"}), "IP=10.211.9.9"),
         (json!({"subnet": "10.211.0.0/24"}), "FOO=bar"),
+        (json!({"subnet": "10.211.0.0/24"}), "IP=nope"),
+        (json!({"subnet": "10.211.0.0/24"}), "IP=10.211.0.9,10.211.0.10"),
         (json!({"subnet": "10.211.0.0/24"}), "IgnoreUnknown=1;FOO=bar;IP=10.211.0.1"),
     ];
     for (ipam, args) in cases {
