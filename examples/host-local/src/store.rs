@@ -52,12 +52,10 @@ impl Store {
         let dir = data_dir.join(network);
         DirBuilder::new().recursive(true).mode(0o755).create(&dir).map_err(|e| with_path(e, "mkdir", &dir))?;
         let lock_path = dir.join("lock");
+        // O_RDONLY|O_CREAT, mode 0750, like Go's go-filemutex (so a read-only lock file works).
         let file = OpenOptions::new()
             .read(true)
-            .create(true)
-            // Go's go-filemutex opens O_CREAT|O_RDONLY; std needs write or append for create,
-            // so use append (no data is ever written) and the same mode.
-            .append(true)
+            .custom_flags(nix::libc::O_CREAT)
             .mode(0o750)
             .open(&lock_path)
             .map_err(|e| with_path(e, "open", &lock_path))?;
@@ -237,6 +235,18 @@ mod tests {
         assert_eq!((leases[0].container_id.as_str(), leases[0].ifname.as_deref()), ("old-ctr", None));
         s.release_by_id("old-ctr", "eth0").unwrap();
         assert!(s.leases().unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_only_lock_file_is_enough() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::create_dir(tmp.path().join("net1")).unwrap();
+        let lock = tmp.path().join("net1/lock");
+        fs::write(&lock, "").unwrap();
+        fs::set_permissions(&lock, fs::Permissions::from_mode(0o400)).unwrap();
+        let s = Store::open(tmp.path(), "net1").unwrap();
+        assert_eq!(mode(&lock), 0o400, "an existing lock file is left as it is");
+        drop(s);
     }
 
     #[test]
