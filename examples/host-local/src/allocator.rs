@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use cni_sdk::IpConfig;
 use ipnet::IpNet;
 
-use crate::config::{Range, RangeSet, canonical, next_ip};
-use crate::store::Store;
+use super::config::{Range, RangeSet, canonical, next_ip};
+use super::store::Store;
 
 /// Allocates from range set `id` (its position in the configuration).
 #[derive(Debug)]

@@ -12,9 +12,9 @@ mod tests;
 
 use cni_sdk::{CniResult, Context, Plugin, Result, cni_plugin};
 
-use crate::allocator::Allocator;
-use crate::config::{IpamConf, plain};
-use crate::store::Store;
+use self::allocator::Allocator;
+use self::config::{IpamConf, plain};
+use self::store::Store;
 
 /// The host-local plugin; all state lives on disk.
 #[derive(Default)]

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::config::canonical;
+use super::config::canonical;
 
 /// Prefix of the round-robin cursor files.
 pub(crate) const LAST_IP_PREFIX: &str = "last_reserved_ip.";

@@ -7,7 +7,7 @@ use cni_sdk::testing::{PluginTest, for_each_version, for_versions};
 use cni_sdk::{Command, SpecVersion};
 use serde_json::{Value, json};
 
-use crate::HostLocal;
+use super::HostLocal;
 
 fn conf(dir: &Path, version: SpecVersion, ipam: Value) -> Value {
     let mut ipam = ipam;

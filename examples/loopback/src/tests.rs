@@ -5,7 +5,7 @@ use cni_sdk::net::fake::{FakeNetwork, OpKind};
 use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, IpConfig, SpecVersion};
 
-use crate::Loopback;
+use super::Loopback;
 
 const NS: &str = "/var/run/netns/pod1";
 
