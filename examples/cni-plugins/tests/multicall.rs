@@ -60,5 +60,8 @@ fn own_name_takes_the_plugin_from_the_first_argument() {
     assert!(stderr.starts_with("CNI multi (meta) plugin"), "{stderr}");
     let (code, _, stderr) = run(Path::new(BIN), &["bogus"], &[], "");
     assert_eq!(code, 1);
-    assert!(stderr.contains("one of these names: host-local, loopback, passthrough, route-override, multi"), "{stderr}");
+    assert!(
+        stderr.contains("one of these names: host-local, loopback, passthrough, route-override, multi"),
+        "{stderr}"
+    );
 }

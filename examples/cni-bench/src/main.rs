@@ -1,0 +1,330 @@
+//! Benchmarks our plugins and runtime against Debian's Go ones, side by side in one run, and
+//! prints a markdown table. Needs root (network namespaces) and release builds:
+//!
+//! ```text
+//! cargo build --release --workspace
+//! bash ../shared/interop/build.sh target/interop/libcni-cnitool
+//! sudo target/release/cni-bench [--rounds N] > table.md
+//! ```
+//!
+//! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
+//! from `wait4`'s resource usage of the plugin process.
+#![allow(clippy::print_stdout)]
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const GO_DIR: &str = "/usr/lib/cni";
+
+/// A finished exec: wall time, peak RSS (KiB), exit code, stdout.
+struct Exec {
+    took: Duration,
+    max_rss_kib: i64,
+    code: i32,
+    stdout: Vec<u8>,
+}
+
+/// Spawns `bin` with a cleared environment, writes `stdin`, and reaps it with `wait4` (std's
+/// `wait` does not report the child's resource usage).
+#[allow(clippy::zombie_processes)]
+fn exec(bin: &Path, env: &[(&str, String)], stdin: &[u8]) -> Exec {
+    let start = Instant::now();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+    let _ = child.stdin.take().expect("piped").write_all(stdin);
+    let mut stdout = Vec::new();
+    std::io::Read::read_to_end(&mut child.stdout.take().expect("piped"), &mut stdout).expect("read stdout");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child, with valid pointers; `child` is not waited on again.
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert!(pid > 0, "wait4 failed");
+    let took = start.elapsed();
+    let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
+    Exec { took, max_rss_kib: usage.ru_maxrss, code, stdout }
+}
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
+    samples[idx]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn ratio(ours: f64, go: f64) -> String {
+    if go == 0.0 { "–".into() } else { format!("{:.2}×", ours / go) }
+}
+
+struct Side {
+    name: &'static str,
+    dir: PathBuf,
+    bridge: String,
+    subnet: String,
+}
+
+fn netns_add(name: &str) {
+    assert!(Command::new("ip").args(["netns", "add", name]).status().expect("ip").success(), "ip netns add {name}");
+}
+
+fn netns_del(name: &str) {
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+}
+
+fn env_for(cmd: &str, id: &str, netns: &str, path: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("CNI_COMMAND", cmd.to_owned()),
+        ("CNI_CONTAINERID", id.to_owned()),
+        ("CNI_NETNS", netns.to_owned()),
+        ("CNI_IFNAME", "eth0".to_owned()),
+        ("CNI_PATH", path.display().to_string()),
+    ]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut rounds = 50usize;
+    while let Some(a) = args.next() {
+        if a == "--rounds" {
+            rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N");
+        }
+    }
+    let ours_dir = std::env::current_exe().expect("exe").parent().expect("dir").to_owned();
+    let root = ours_dir.join("../..");
+    let sides = [
+        Side {
+            name: "Rust (cni-rs)",
+            dir: ours_dir.clone(),
+            bridge: "cnibench-rs".into(),
+            subnet: "10.252.0.0/16".into(),
+        },
+        Side {
+            name: "Go (Debian)",
+            dir: PathBuf::from(GO_DIR),
+            bridge: "cnibench-go".into(),
+            subnet: "10.253.0.0/16".into(),
+        },
+    ];
+    let mut out = String::new();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    out += &format!("Machine: {cpu}, {cores} cores, Linux {}; {rounds} rounds per measurement.\n\n", kernel.trim());
+
+    // 1. Sizes.
+    out += "| binary | Rust | Go | Rust/Go |\n|---|---|---|---|\n";
+    let mut total = [0u64; 2];
+    for bin in ["bridge", "host-local", "loopback", "ptp"] {
+        let sizes: Vec<u64> = sides.iter().map(|s| std::fs::metadata(s.dir.join(bin)).map_or(0, |m| m.len())).collect();
+        total[0] += sizes[0];
+        total[1] += sizes[1];
+        out += &format!(
+            "| `{bin}` size | {} KiB | {} KiB | {} |\n",
+            sizes[0] / 1024,
+            sizes[1] / 1024,
+            ratio(sizes[0] as f64, sizes[1] as f64)
+        );
+    }
+    out += &format!(
+        "| four plugins, total | {} KiB | {} KiB | {} |\n",
+        total[0] / 1024,
+        total[1] / 1024,
+        ratio(total[0] as f64, total[1] as f64)
+    );
+    if let Ok(m) = std::fs::metadata(ours_dir.join("cni-plugins")) {
+        out += &format!(
+            "| multi-call `cni-plugins` (all example plugins) | {} KiB | – | {} of the four Go binaries |\n",
+            m.len() / 1024,
+            ratio(m.len() as f64, total[1] as f64)
+        );
+    }
+
+    // 2. VERSION latency.
+    let mut version_med = [Duration::ZERO; 2];
+    let mut row = Vec::new();
+    for (i, s) in sides.iter().enumerate() {
+        let mut t: Vec<Duration> = (0..rounds * 4)
+            .map(|_| {
+                exec(&s.dir.join("bridge"), &[("CNI_COMMAND", "VERSION".into())], br#"{"cniVersion":"1.0.0"}"#).took
+            })
+            .collect();
+        version_med[i] = percentile(&mut t, 0.5);
+        row.push(format!("{} / {}", ms(version_med[i]), ms(percentile(&mut t, 0.95))));
+    }
+    out += &format!(
+        "| VERSION exec (median / p95) | {} | {} | {} |\n",
+        row[0],
+        row[1],
+        ratio(version_med[0].as_secs_f64(), version_med[1].as_secs_f64())
+    );
+
+    // 3. bridge + host-local ADD / DEL in a namespace, peak RSS of ADD.
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut add_med = [Duration::ZERO; 2];
+    let mut del_med = [Duration::ZERO; 2];
+    let mut rss = [0i64; 2];
+    let mut add_rows = Vec::new();
+    let mut del_rows = Vec::new();
+    for (i, s) in sides.iter().enumerate() {
+        let conf = json!({
+            "cniVersion": "1.0.0", "name": format!("bench{i}"), "type": "bridge", "bridge": s.bridge,
+            "isGateway": true, "ipam": {"type": "host-local", "subnet": s.subnet, "dataDir": data.path()}
+        })
+        .to_string();
+        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+        for r in 0..rounds {
+            let ns = format!("cnibench-{i}-{r}");
+            netns_add(&ns);
+            let path = format!("/var/run/netns/{ns}");
+            let id = format!("bench{r}");
+            let add = exec(&s.dir.join("bridge"), &env_for("ADD", &id, &path, &s.dir), conf.as_bytes());
+            assert_eq!(add.code, 0, "{} ADD failed: {}", s.name, String::from_utf8_lossy(&add.stdout));
+            rss[i] = rss[i].max(add.max_rss_kib);
+            adds.push(add.took);
+            let del = exec(&s.dir.join("bridge"), &env_for("DEL", &id, &path, &s.dir), conf.as_bytes());
+            assert_eq!(del.code, 0, "{} DEL failed", s.name);
+            dels.push(del.took);
+            netns_del(&ns);
+        }
+        let _ = Command::new("ip").args(["link", "del", &s.bridge]).status();
+        add_med[i] = percentile(&mut adds, 0.5);
+        del_med[i] = percentile(&mut dels, 0.5);
+        add_rows.push(format!("{} / {}", ms(add_med[i]), ms(percentile(&mut adds, 0.95))));
+        del_rows.push(format!("{} / {}", ms(del_med[i]), ms(percentile(&mut dels, 0.95))));
+    }
+    out += &format!(
+        "| bridge+host-local ADD (median / p95) | {} | {} | {} |\n",
+        add_rows[0],
+        add_rows[1],
+        ratio(add_med[0].as_secs_f64(), add_med[1].as_secs_f64())
+    );
+    out += &format!(
+        "| bridge+host-local DEL (median / p95) | {} | {} | {} |\n",
+        del_rows[0],
+        del_rows[1],
+        ratio(del_med[0].as_secs_f64(), del_med[1].as_secs_f64())
+    );
+    out += &format!(
+        "| peak RSS of the bridge ADD process | {} KiB | {} KiB | {} |\n",
+        rss[0],
+        rss[1],
+        ratio(rss[0] as f64, rss[1] as f64)
+    );
+
+    // 4. host-local: 64 concurrent ADDs from separate processes.
+    let mut tput = [0f64; 2];
+    for (i, s) in sides.iter().enumerate() {
+        let conf = json!({"cniVersion": "1.0.0", "name": format!("tput{i}"), "type": "host-local",
+            "ipam": {"type": "host-local", "subnet": "10.254.0.0/16", "dataDir": data.path()}})
+        .to_string();
+        let mut best = f64::MAX;
+        for round in 0..3 {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for c in 0..64 {
+                    let conf = &conf;
+                    scope.spawn(move || {
+                        let e = exec(
+                            &s.dir.join("host-local"),
+                            &env_for("ADD", &format!("t{round}-{c}"), "/nonexistent", &s.dir),
+                            conf.as_bytes(),
+                        );
+                        assert_eq!(e.code, 0, "{} host-local ADD failed", s.name);
+                    });
+                }
+            });
+            best = best.min(start.elapsed().as_secs_f64());
+            std::thread::scope(|scope| {
+                for c in 0..64 {
+                    let conf = &conf;
+                    scope.spawn(move || {
+                        exec(
+                            &s.dir.join("host-local"),
+                            &env_for("DEL", &format!("t{round}-{c}"), "/nonexistent", &s.dir),
+                            conf.as_bytes(),
+                        );
+                    });
+                }
+            });
+        }
+        tput[i] = 64.0 / best;
+    }
+    out += &format!(
+        "| host-local, 64 concurrent ADDs (best of 3) | {:.0} ADD/s | {:.0} ADD/s | {} |\n",
+        tput[0],
+        tput[1],
+        ratio(tput[0], tput[1])
+    );
+
+    // 5. Runtimes: cnitool add+del of a bridge+loopback conflist on Go's plugins.
+    let libcni =
+        std::env::var_os("LIBCNI_CNITOOL").map_or_else(|| root.join("target/interop/libcni-cnitool"), PathBuf::from);
+    let ours_tool = ours_dir.join("cnitool");
+    if libcni.is_file() && ours_tool.is_file() {
+        let confdir = tempfile::tempdir().expect("tempdir");
+        let cache = tempfile::tempdir().expect("tempdir");
+        let list = json!({"cniVersion": "1.0.0", "name": "rtbench", "plugins": [
+            {"type": "bridge", "bridge": "cnibench-rt", "ipam": {"type": "host-local", "subnet": "10.251.0.0/16", "dataDir": data.path()}},
+            {"type": "loopback"}
+        ]});
+        std::fs::write(confdir.path().join("10-rt.conflist"), list.to_string()).expect("write conflist");
+        let mut med = [Duration::ZERO; 2];
+        let mut rows = Vec::new();
+        for (i, tool) in [&ours_tool, &libcni].iter().enumerate() {
+            let mut t = Vec::new();
+            for r in 0..rounds {
+                let ns = format!("cnibench-rt-{r}");
+                netns_add(&ns);
+                let path = format!("/var/run/netns/{ns}");
+                let env = [
+                    ("NETCONFPATH", confdir.path().display().to_string()),
+                    ("CNI_PATH", GO_DIR.to_owned()),
+                    ("CNI_CACHE_DIR", cache.path().display().to_string()),
+                ];
+                let start = Instant::now();
+                for verb in ["add", "del"] {
+                    let st = Command::new(tool)
+                        .args([verb, "rtbench", &path])
+                        .env_clear()
+                        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                        .stdout(Stdio::null())
+                        .status()
+                        .expect("cnitool");
+                    assert!(st.success(), "{} {verb} failed", tool.display());
+                }
+                t.push(start.elapsed());
+                netns_del(&ns);
+            }
+            med[i] = percentile(&mut t, 0.5);
+            rows.push(format!("{} / {}", ms(med[i]), ms(percentile(&mut t, 0.95))));
+        }
+        let _ = Command::new("ip").args(["link", "del", "cnibench-rt"]).status();
+        out += &format!(
+            "| runtime: `cnitool add`+`del`, bridge+loopback (Go plugins) | {} | {} (libcni-cnitool) | {} |\n",
+            rows[0],
+            rows[1],
+            ratio(med[0].as_secs_f64(), med[1].as_secs_f64())
+        );
+    }
+    print!("{out}");
+}
