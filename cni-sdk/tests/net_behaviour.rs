@@ -464,12 +464,16 @@ async fn routes_vanish_with_their_link(env: Env) {
 
 async fn sysctls(env: Env) {
     let n = &env.a;
-    assert_eq!(n.sysctl("net.ipv4.ip_forward").await.unwrap(), "0");
-    n.set_sysctl("net.ipv4.ip_forward", "1").await.unwrap();
-    assert_eq!(n.sysctl("net/ipv4/ip_forward").await.unwrap(), "1");
-    assert_eq!(n.sysctl("net.ipv4.conf.all.forwarding").await.unwrap(), "1");
+    // A new namespace inherits IPv4 forwarding from the host's (kernel default with
+    // devconf_inherit_init_net=0), so flip whatever it is.
+    let before = n.sysctl("net.ipv4.ip_forward").await.unwrap();
+    assert_eq!(env.b.sysctl("net.ipv4.ip_forward").await.unwrap(), before);
+    let flipped = if before == "1" { "0" } else { "1" };
+    n.set_sysctl("net.ipv4.ip_forward", flipped).await.unwrap();
+    assert_eq!(n.sysctl("net/ipv4/ip_forward").await.unwrap(), flipped);
+    assert_eq!(n.sysctl("net.ipv4.conf.all.forwarding").await.unwrap(), flipped);
     // The other namespace is untouched.
-    assert_eq!(env.b.sysctl("net.ipv4.ip_forward").await.unwrap(), "0");
+    assert_eq!(env.b.sysctl("net.ipv4.ip_forward").await.unwrap(), before);
     let (v, _) = n.veth("sy0", "sy1").execute().await.unwrap();
     let key = format!("net/ipv6/conf/{}/accept_ra", v.name);
     assert_eq!(n.sysctl(&key).await.unwrap(), "1");
