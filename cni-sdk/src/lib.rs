@@ -49,7 +49,109 @@ pub mod testing;
 #[path = "private.rs"]
 pub mod __private;
 
+/// Turns an `impl Plugin for YourType { ... }` block into a plugin program by writing its
+/// `main`.
+///
+/// ```no_run
+/// use cni_sdk::{cni_plugin, Context, CniResult, Plugin, Result};
+/// use serde::Deserialize;
+///
+/// /// The plugin's own keys of the network configuration.
+/// #[derive(Deserialize)]
+/// struct MyConfig {
+///     bridge: String,
+/// }
+///
+/// struct MyPlugin {
+///     mtu: u32,
+/// }
+///
+/// impl MyPlugin {
+///     fn new() -> Self {
+///         Self { mtu: 1500 }
+///     }
+/// }
+///
+/// #[cni_plugin(
+///     about = "CNI my plugin v0.1",
+///     versions = ["1.0.0", "1.1.0"],
+///     go_strict,
+///     init = MyPlugin::new,
+/// )]
+/// impl Plugin for MyPlugin {
+///     type Config = MyConfig;
+///
+///     async fn add(&self, cx: &Context<MyConfig>) -> Result<CniResult> {
+///         let _ = (&cx.plugin_config().bridge, self.mtu);
+///         Ok(CniResult::default())
+///     }
+///     async fn del(&self, _cx: &Context<MyConfig>) -> Result<()> {
+///         Ok(())
+///     }
+///     async fn check(&self, _cx: &Context<MyConfig>) -> Result<()> {
+///         Ok(())
+///     }
+/// }
+/// ```
+///
+/// Put it in the root of a binary crate (`src/main.rs`, or a file under `src/bin/`), where
+/// `main` must be, and write no `main` of your own. The plugin needs no direct dependency on
+/// tokio or serde (serde only for `#[derive(Deserialize)]` on its config type).
+///
+/// # Options
+///
+/// All options are optional, separated by commas, in any order:
+///
+/// | Option | Meaning | Default |
+/// |---|---|---|
+/// | `about = "..."` | The text printed when `CNI_COMMAND` is unset (a string literal). | `"CNI <package name> plugin v<package version>"` |
+/// | `versions = ["1.0.0", ...]` | The spec versions the plugin supports, checked at compile time: each one of `0.1.0`, `0.2.0`, `0.3.0`, `0.3.1`, `0.4.0`, `1.0.0`, `1.1.0`, at least one, no repeats. | all seven |
+/// | `go_strict` or `go_strict = true` / `false` | Require `CNI_PATH` like Go's `skel` (see [`PluginOptions::go_strict`]). | `false` |
+/// | `init = MyPlugin::new` | A path to a function or constructor taking no arguments, which is called. | [`Default::default`] |
+/// | `init = <expression>` | Any other expression is the plugin value itself, e.g. `init = MyPlugin { mtu: 1500 }`. To use a unit struct's name, write `init = MyPlugin {}`. | |
+/// | `crate = "path"` or `crate = path` | Where `cni_sdk` is, for crates that re-export it, e.g. `crate = "my_toolkit::cni"`. | `::cni_sdk` |
+///
+/// # What it generates
+///
+/// The impl block unchanged, followed by
+///
+/// ```text
+/// fn main() {
+///     let plugin: MyPlugin = MyPlugin::new();                  // from `init`
+///     ::cni_sdk::__private::main::<MyPlugin>(
+///         plugin,
+///         ::cni_sdk::__private::options("CNI my plugin v0.1",  // from `about`
+///             Some(&["1.0.0", "1.1.0"]),                      // from `versions`; None: all
+///             true),                                          // from `go_strict`
+///     )
+/// }
+/// ```
+///
+/// which reads the `CNI_*` environment and stdin, runs the requested method on a
+/// current-thread tokio runtime (so neither the plugin nor its futures need to be `Send`),
+/// prints the result or error and exits with the matching status. The generated code only
+/// names `::cni_sdk` (or the `crate` path) and `::core`, and is free of warnings under
+/// strict lints such as `#![deny(missing_docs, unused_qualifications, clippy::pedantic)]`.
+/// To test a plugin without running a process, see [`testing`].
+///
+/// # Compile-time checks
+///
+/// Each mistake is reported on the token that causes it, all in one build:
+///
+/// * unknown or repeated options, options without a value or with a value of the wrong
+///   kind (`about = 1`), versions that are not spec versions, an empty `versions = []`;
+/// * the attribute on anything but an `impl Plugin for YourType` block (a function, a
+///   struct, an inherent impl, an impl of another trait, a generic impl);
+/// * `add`, `del`, `check`, `status` or `gc` written without `async` (writing
+///   `fn add(..) -> impl Future<Output = Result<CniResult>>` is also accepted);
+/// * a missing `type Config` (write `type Config = ();` if the plugin has no own keys) or a
+///   missing `add`, `del` or `check`.
+///
+/// After an error the impl block is still emitted, so completion in editors keeps working.
+///
+/// Needs the `macros` feature (on by default).
 #[cfg(feature = "macros")]
+#[doc(inline)]
 pub use cni_macros::cni_plugin;
 pub use cni_types::{
     self as types, Attachment, CniArgs, CniError, CniResult, Dns, ErrorCode, Interface, IpConfig, NetworkConfig, Route,

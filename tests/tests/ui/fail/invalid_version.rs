@@ -1,0 +1,21 @@
+use cni_sdk::{Context, CniResult, Plugin, Result, cni_plugin};
+
+#[derive(Default)]
+struct MyPlugin;
+
+#[cni_plugin(versions = ["1.0.0", "1.2.0", "v0.4.0", "1.0"])]
+impl Plugin for MyPlugin {
+    type Config = ();
+
+    async fn add(&self, _cx: &Context<()>) -> Result<CniResult> {
+        Ok(CniResult::default())
+    }
+
+    async fn del(&self, _cx: &Context<()>) -> Result<()> {
+        Ok(())
+    }
+
+    async fn check(&self, _cx: &Context<()>) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+use cni_sdk::cni_plugin;
+
+#[cni_plugin]
+fn plugin() {}

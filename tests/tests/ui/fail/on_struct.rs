@@ -1,0 +1,5 @@
+use cni_sdk::cni_plugin;
+
+#[cni_plugin]
+#[derive(Default)]
+struct MyPlugin;
