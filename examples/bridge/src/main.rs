@@ -344,12 +344,19 @@ impl Plugin for Bridge {
             }
             Ok::<_, Error>(())
         };
-        if cx.netns().is_none() {
-            return ipam_del().await;
-        }
-        // A netns that is already gone is not an error: release the IPAM lease and stop.
-        let Some(ctr) = cx.container_net_if_exists().await? else {
-            return ipam_del().await;
+        let ctr = match cx.netns() {
+            None => None,
+            Some(_) => cx.container_net_if_exists().await?,
+        };
+        let Some(ctr) = ctr else {
+            // No netns, or one that is already gone, is not an error: release the IPAM lease.
+            // Go stops there; this also removes the container's masquerading chain by name so
+            // that nothing is left behind.
+            ipam_del().await?;
+            if ld.layer3 && n.ip_masq {
+                self.teardown_masq(cx, &[])?;
+            }
+            return Ok(());
         };
         let addrs = netconf::del_link_by_name_addr(&ctr, cx.ifname()).await?;
         ipam_del().await?;
