@@ -230,6 +230,7 @@ pub fn cnitool() -> PathBuf {
 pub fn libcni(host: &Netns, verb: &str, net: &str, confdir: &Path, cachedir: &Path, cni_path: &str, ctr: &Netns) -> Output {
     let tool = cnitool().display().to_string();
     host.cmd(&[&tool, verb, net, &ctr.path()])
+        .env("CNI_CONTAINERID", format!("libcni-{}", ctr.name))
         .env("NETCONFPATH", confdir)
         .env("CNI_CACHE_DIR", cachedir)
         .env("CNI_PATH", cni_path)
