@@ -85,23 +85,38 @@ impl Ptp {
             auto.oif = Some(cv.index);
             ctr.delete_route(&auto).await.map_err(|e| Error::internal(format!("failed to delete route {subnet}: {e}")))?;
             let src = ipc.address.addr();
-            ctr.route(host_prefix(gw))
-                .dev(cv.index)
-                .scope(RouteScope::Link)
-                .source(src)
-                .add()
+            let gw_route = || ctr.route(host_prefix(gw)).dev(cv.index).scope(RouteScope::Link).source(src);
+            Self::add_settled(ctr, gw_route)
                 .await
                 .map_err(|e| Error::internal(format!("failed to add route {} dev {ifname}: {e}", host_prefix(gw))))?;
-            ctr.route(subnet)
-                .dev(cv.index)
-                .scope(RouteScope::Universe)
-                .gateway(gw)
-                .source(src)
-                .add()
+            let via = ctr.route(subnet).dev(cv.index).scope(RouteScope::Universe).gateway(gw).source(src);
+            netconf::add_route_go(via, ctr)
                 .await
                 .map_err(|e| Error::internal(format!("failed to add route {subnet} via {gw} dev {ifname}: {e}")))?;
         }
         Ok(())
+    }
+
+    /// Adds a route whose source address may still be tentative (IPv6 duplicate address
+    /// detection): the kernel refuses it until the address settles, so retry for up to 10 s
+    /// (Go waits with `ip.SettleAddresses` in `ConfigureIface`).
+    async fn add_settled<'a>(
+        net: &'a Net,
+        req: impl Fn() -> cni_sdk::net::RouteRequest<'a>,
+    ) -> cni_sdk::net::NetResult<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match netconf::add_route_go(req(), net).await {
+                Err(e)
+                    if e.kind() == NetErrorKind::InvalidArgument
+                        && req().build().dst.addr().is_ipv6()
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Go `setupHostVeth`: the gateway address on the host end and a host route to each IP.
@@ -114,7 +129,7 @@ impl Ptp {
                 Err(e) => return Err(Error::internal(format!("failed to add IP addr {} to veth: {e}", host_prefix(gw)))),
             }
             let dst = host_prefix(ipc.address.addr());
-            match host.route(dst).dev(hv.index).scope(RouteScope::Universe).add().await {
+            match netconf::add_route_go(host.route(dst).dev(hv.index).scope(RouteScope::Universe), host).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == NetErrorKind::Exists => {}
                 Err(e) => return Err(Error::internal(format!("failed to add route on host: {e}"))),
@@ -195,11 +210,16 @@ impl Plugin for Ptp {
     async fn del(&self, cx: &Context<PtpConf>) -> Result<()> {
         let t = ipam_type(cx)?;
         cx.delegate(&t).del().await?;
-        if cx.netns().is_none() {
-            return Ok(());
-        }
-        let Some(ctr) = cx.container_net_if_exists().await? else { return Ok(()) };
-        let addrs = netconf::del_link_by_name_addr(&ctr, cx.ifname()).await?;
+        let ctr = match cx.netns() {
+            None => None,
+            Some(_) => cx.container_net_if_exists().await?,
+        };
+        // Without a (live) netns Go stops here; the masquerading chain is removed by name too,
+        // so that nothing is left behind.
+        let addrs = match ctr {
+            Some(ctr) => netconf::del_link_by_name_addr(&ctr, cx.ifname()).await?,
+            None => None,
+        };
         if cx.plugin_config().ip_masq {
             // Go tears down per address found on the link; this removes the container's chain
             // by name, which also covers an interrupted ADD.

@@ -77,6 +77,14 @@ pub(crate) async fn setup_veth(
     Err(Error::internal("failed to find a unique veth name"))
 }
 
+/// Adds a route with protocol `boot`, as Go's netlink library does (so routes look the same
+/// whichever implementation added them).
+pub(crate) async fn add_route_go(req: cni_sdk::net::RouteRequest<'_>, net: &Net) -> cni_sdk::net::NetResult<()> {
+    let mut route = req.build();
+    route.protocol = cni_sdk::net::RouteProtocol::Boot;
+    net.add_route(&route).await
+}
+
 /// Assigns the result's addresses whose `interface` names `ifname`, sets the link up and adds
 /// the result's routes through it (Go `ipam.ConfigureIface`).
 pub(crate) async fn configure_iface(net: &Net, ifname: &str, res: &CniResult) -> Result<()> {
@@ -147,7 +155,7 @@ pub(crate) async fn configure_iface(net: &Net, ifname: &str, res: &CniResult) ->
         if let Some(m) = r.advmss {
             req = req.advmss(m);
         }
-        match req.add().await {
+        match add_route_go(req, net).await {
             Ok(()) => {}
             Err(e) if e.kind() == NetErrorKind::Exists => {}
             Err(e) => {
