@@ -37,6 +37,16 @@ impl Bridge {
     }
 }
 
+/// What ADD works on once the bridge and the container namespace are open.
+#[derive(Clone, Copy)]
+struct Attach<'a> {
+    cx: &'a Context<BridgeConf>,
+    ld: &'a Loaded,
+    host: &'a Net,
+    ctr: &'a Net,
+    br: &'a Link,
+}
+
 /// Gateways of one family (Go `gwInfo`).
 #[derive(Default)]
 struct GwInfo {
@@ -130,7 +140,10 @@ impl Bridge {
                         .await
                         .map_err(|e| Error::internal(format!("could not remove IP address from {:?}: {e}", br.name)))?;
                 } else {
-                    return Err(Error::internal(format!("{:?} already has an IP address different from {gw}", br.name)));
+                    return Err(Error::internal(format!(
+                        "{:?} already has an IP address different from {gw}",
+                        br.name
+                    )));
                 }
             }
         }
@@ -147,9 +160,9 @@ impl Bridge {
 
     /// Attaches the host end to the bridge and applies the port options (rest of Go `setupVeth`).
     async fn setup_port(&self, host: &Net, br: &Link, hv: &Link, n: &BridgeConf, ld: &Loaded) -> Result<()> {
-        host.set_master(hv.index, br.index).await.map_err(|e| {
-            Error::internal(format!("failed to connect {:?} to bridge {}: {e}", hv.name, br.name))
-        })?;
+        host.set_master(hv.index, br.index)
+            .await
+            .map_err(|e| Error::internal(format!("failed to connect {:?} to bridge {}: {e}", hv.name, br.name)))?;
         host.set_hairpin(hv.index, n.hairpin_mode)
             .await
             .map_err(|e| Error::internal(format!("failed to setup hairpin mode for {}: {e}", hv.name)))?;
@@ -160,7 +173,9 @@ impl Bridge {
         }
         let preserve_default = n.preserve_default_vlan.unwrap_or(true);
         if (n.vlan != 0 || !ld.vlans.is_empty()) && !preserve_default {
-            self.l2.vlan_del(&hv.name, 1).map_err(|e| Error::internal(format!("failed to remove default vlan: {e}")))?;
+            self.l2
+                .vlan_del(&hv.name, 1)
+                .map_err(|e| Error::internal(format!("failed to remove default vlan: {e}")))?;
         }
         if n.vlan != 0 {
             let vid = u16::try_from(n.vlan).expect("checked range");
@@ -177,16 +192,8 @@ impl Bridge {
     }
 
     /// Everything after IPAM ADD (the L3 part of Go `cmdAdd`).
-    async fn configure_l3(
-        &self,
-        cx: &Context<BridgeConf>,
-        ld: &Loaded,
-        host: &Net,
-        ctr: &Net,
-        br: &Link,
-        mut result: CniResult,
-        ipam: CniResult,
-    ) -> Result<CniResult> {
+    async fn configure_l3(&self, at: &Attach<'_>, mut result: CniResult, ipam: CniResult) -> Result<CniResult> {
+        let Attach { cx, ld, host, ctr, br } = *at;
         let n = cx.plugin_config();
         result.ips = ipam.ips;
         result.routes = ipam.routes;
@@ -236,21 +243,15 @@ impl Bridge {
     }
 
     /// ADD after the veth pair exists; any error here makes the caller remove it.
-    async fn add_after_veth(
-        &self,
-        cx: &Context<BridgeConf>,
-        ld: &Loaded,
-        host: &Net,
-        ctr: &Net,
-        br: &Link,
-        hv: &Link,
-        cv: &Link,
-    ) -> Result<CniResult> {
+    async fn add_after_veth(&self, at: &Attach<'_>, hv: &Link, cv: &Link) -> Result<CniResult> {
+        let Attach { cx, ld, host, ctr, br } = *at;
         let n = cx.plugin_config();
         self.setup_port(host, br, hv, n, ld).await?;
         let sandbox = cx.netns().map(|p| p.display().to_string());
-        let mut result = CniResult::default();
-        result.interfaces = vec![iface(br), iface(hv), Interface { sandbox, ..iface(cv) }];
+        let result = CniResult {
+            interfaces: vec![iface(br), iface(hv), Interface { sandbox, ..iface(cv) }],
+            ..CniResult::default()
+        };
         if n.macspoofchk {
             return Err(Error::unsupported_field("macspoofchk", true)
                 .with_details("MAC spoof checking needs nftables, which this bridge plugin does not use"));
@@ -265,10 +266,13 @@ impl Bridge {
                 return Err(Error::internal("cannot use IPAM when DisableContainerInterface flag is set"));
             }
             let r = result;
-            cx.ipam()?.add_with_rollback(|ipam| self.configure_l3(cx, ld, host, ctr, br, r, ipam)).await?
+            cx.ipam()?.add_with_rollback(|ipam| self.configure_l3(at, r, ipam)).await?
         } else {
             if !n.disable_container_interface {
-                let link = ctr.link(cx.ifname()).await.map_err(|e| Error::internal(format!("failed to retrieve link: {e}")))?;
+                let link = ctr
+                    .link(cx.ifname())
+                    .await
+                    .map_err(|e| Error::internal(format!("failed to retrieve link: {e}")))?;
                 ctr.set_up(link.index)
                     .await
                     .map_err(|e| Error::internal(format!("failed to set {:?} UP: {e}", cx.ifname())))?;
@@ -276,9 +280,11 @@ impl Bridge {
             result
         };
         // Refetch the bridge and the host veth: their MACs may have changed.
-        let br = host.link(&n.bridge).await.map_err(|e| Error::internal(format!("could not lookup {:?}: {e}", n.bridge)))?;
+        let br =
+            host.link(&n.bridge).await.map_err(|e| Error::internal(format!("could not lookup {:?}: {e}", n.bridge)))?;
         result.interfaces[0].mac = Some(br.mac.into());
-        let hv = host.link(&hv.name).await.map_err(|e| Error::internal(format!("failed to lookup {:?}: {e}", hv.name)))?;
+        let hv =
+            host.link(&hv.name).await.map_err(|e| Error::internal(format!("failed to lookup {:?}: {e}", hv.name)))?;
         result.interfaces[1].mac = Some(hv.mac.into());
         if netconf::dns_set(cx.config().dns.as_ref()) {
             result.dns = cx.config().dns.clone().unwrap_or_default();
@@ -315,7 +321,8 @@ impl Plugin for Bridge {
             Error::new(e.code(), format!("failed to open netns {path:?}: {}", e.details().unwrap_or_default()))
         })?;
         let (hv, cv) = netconf::setup_veth(&host, &ctr, cx.ifname(), ld.mtu, ld.mac).await?;
-        match self.add_after_veth(cx, &ld, &host, &ctr, &br, &hv, &cv).await {
+        let at = Attach { cx, ld: &ld, host: &host, ctr: &ctr, br: &br };
+        match self.add_after_veth(&at, &hv, &cv).await {
             Ok(r) => Ok(r),
             Err(e) => {
                 // Leave nothing behind: the veth pair, and masquerading if it was set up.
@@ -363,8 +370,7 @@ impl Plugin for Bridge {
         if ld.layer3 && n.ip_masq {
             // Go tears down per address found on the link; this removes the container's chain
             // whether or not the link still had addresses (an interrupted ADD).
-            let mut families: Vec<Family> =
-                addrs.unwrap_or_default().iter().map(|a| Family::of(a.addr())).collect();
+            let mut families: Vec<Family> = addrs.unwrap_or_default().iter().map(|a| Family::of(a.addr())).collect();
             families.sort();
             families.dedup();
             self.teardown_masq(cx, &families)?;
@@ -388,18 +394,20 @@ impl Plugin for Bridge {
         let result = cx.prev_result().ok_or_else(|| Error::internal("Required prevResult missing"))?;
         let netns = cx.netns().map(|p| p.display().to_string()).unwrap_or_default();
         let br_intf = result.interfaces.iter().find(|i| i.name == n.bridge);
-        let cont_intf = result
-            .interfaces
-            .iter()
-            .find(|i| i.name == cx.ifname() && i.sandbox.as_deref() == Some(netns.as_str()));
+        let cont_intf =
+            result.interfaces.iter().find(|i| i.name == cx.ifname() && i.sandbox.as_deref() == Some(netns.as_str()));
         let host = cx.host_net().await?;
 
         // The bridge.
-        let br_intf = br_intf.ok_or_else(|| Error::internal(format!("Interface name {} not found in prevResult", n.bridge)))?;
+        let br_intf =
+            br_intf.ok_or_else(|| Error::internal(format!("Interface name {} not found in prevResult", n.bridge)))?;
         if br_intf.sandbox.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(Error::internal(format!("Interface {} should not be in sandbox", br_intf.name)));
         }
-        let br = host.find_link(&br_intf.name).await?.ok_or_else(|| Error::internal(format!("Interface name {} not found", br_intf.name)))?;
+        let br = host
+            .find_link(&br_intf.name)
+            .await?
+            .ok_or_else(|| Error::internal(format!("Interface name {} not found", br_intf.name)))?;
         if br.kind != cni_sdk::net::LinkKind::Bridge {
             return Err(Error::internal(format!("Error: Container interface {} not of type bridge", br.name)));
         }
@@ -419,11 +427,15 @@ impl Plugin for Bridge {
         let cont_intf = cont_intf.ok_or_else(|| {
             Error::internal(format!("Sandbox in prevResult  doesn't match configured netns: {netns}"))
         })?;
-        let cl = ctr.find_link(&cont_intf.name).await?.ok_or_else(|| Error::internal(format!("Interface name {} not found", cont_intf.name)))?;
+        let cl = ctr
+            .find_link(&cont_intf.name)
+            .await?
+            .ok_or_else(|| Error::internal(format!("Interface name {} not found", cont_intf.name)))?;
         if !netconf::is_veth(&cl) {
             return Err(Error::internal(format!("Error: Container interface {} not of type veth", cl.name)));
         }
-        let peer = cl.peer.ok_or_else(|| Error::internal(format!("Unable to obtain veth peer index for veth {}", cl.name)))?;
+        let peer =
+            cl.peer.ok_or_else(|| Error::internal(format!("Unable to obtain veth peer index for veth {}", cl.name)))?;
         if let Some(mac) = cont_intf.mac.as_ref().and_then(|m| m.as_mac())
             && mac != cl.mac
         {

@@ -191,8 +191,11 @@ async fn is_gateway_fills_a_missing_gateway() {
 #[tokio::test]
 async fn is_default_gateway_adds_default_routes() {
     let env = Env::new(ipam_with(ipam_result(&[("10.250.2.7/24", None), ("fd00:250::7/64", None)], &[])));
-    let r =
-        env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"isDefaultGateway": true}))).run().await.expect_result();
+    let r = env
+        .test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"isDefaultGateway": true})))
+        .run()
+        .await
+        .expect_result();
     assert_eq!(r.routes.len(), 2, "{:?}", r.routes);
     assert_eq!(r.routes[0].dst.to_string(), "0.0.0.0/0");
     assert_eq!(r.routes[0].gw, Some("10.250.2.1".parse().unwrap()));
@@ -212,8 +215,11 @@ async fn is_default_gateway_adds_default_routes() {
 #[tokio::test]
 async fn is_default_gateway_keeps_an_existing_default_route() {
     let env = Env::new(ipam_with(ipam_result(&[("10.250.3.7/24", None)], &[("0.0.0.0/0", Some("10.250.3.254"))])));
-    let r =
-        env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"isDefaultGateway": true}))).run().await.expect_result();
+    let r = env
+        .test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"isDefaultGateway": true})))
+        .run()
+        .await
+        .expect_result();
     assert_eq!(r.routes.len(), 1);
     assert_eq!(r.routes[0].gw, Some("10.250.3.254".parse().unwrap()));
 }
@@ -304,7 +310,10 @@ async fn vlan_access_and_trunk() {
     let env = Env::new(default_ipam());
     let r = env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"vlan": 100}))).run().await.expect_result();
     let port = &r.interfaces[1].name;
-    assert_eq!(env.l2.log(), ["vlan_filtering cnitest0".to_owned(), format!("vlan add {port} 100 pvid=true untagged=true")]);
+    assert_eq!(
+        env.l2.log(),
+        ["vlan_filtering cnitest0".to_owned(), format!("vlan add {port} 100 pvid=true untagged=true")]
+    );
 
     let env = Env::new(default_ipam());
     let c = conf(

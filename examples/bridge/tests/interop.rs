@@ -79,11 +79,17 @@ fn cross(add_path: &str, del_path: &str, what: &str, n: u8) -> (Value, Vec<Strin
     let cache = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     write_conflist(conf.path(), "1.0.0", "cnitest-br21", &format!("10.221.{n}.0/24"), data.path());
-    let r = expect_ok(&format!("{what}: ADD"), &libcni(&host, "add", "brinterop", conf.path(), cache.path(), add_path, &ctr));
+    let r = expect_ok(
+        &format!("{what}: ADD"),
+        &libcni(&host, "add", "brinterop", conf.path(), cache.path(), add_path, &ctr),
+    );
     let rules = host.cni_nat_rules();
     assert_eq!(rules.len(), 4, "{what}: chain, POSTROUTING jump and two chain rules: {rules:?}");
     // The other implementation accepts the result and the state (CHECK) ...
-    expect_ok(&format!("{what}: CHECK"), &libcni(&host, "check", "brinterop", conf.path(), cache.path(), del_path, &ctr));
+    expect_ok(
+        &format!("{what}: CHECK"),
+        &libcni(&host, "check", "brinterop", conf.path(), cache.path(), del_path, &ctr),
+    );
     // ... and removes everything, including the iptables rules (same chain names and comments).
     expect_ok(&format!("{what}: DEL"), &libcni(&host, "del", "brinterop", conf.path(), cache.path(), del_path, &ctr));
     assert_clean(&host, &ctr, "cnitest-br21", data.path(), what);

@@ -58,12 +58,13 @@ fn add_check_del_every_version_with_go_host_local() {
         assert_eq!(ports[0]["linkinfo"]["info_kind"], "veth");
         assert_eq!(host.sysctl("net.ipv4.ip_forward"), "1");
         // Container: eth0 with the address, default route via the gateway.
-        assert_eq!(ctr.addrs("eth0"), [ip.clone()]);
+        assert_eq!(ctr.addrs("eth0"), std::slice::from_ref(&ip));
         let routes = ctr.routes4();
         assert!(routes.iter().any(|r| r["dst"] == "default" && r["gateway"] == gw.as_str()), "{routes:?}");
         // Results of 0.3.0+ name the three interfaces.
         if version >= "0.3.0" {
-            let names: Vec<&str> = r["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
+            let names: Vec<&str> =
+                r["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
             assert_eq!(names, ["cnitest-br1", port.as_str(), "eth0"]);
             assert_eq!(r["interfaces"][2]["sandbox"], ctr.path());
             assert_eq!(r["interfaces"][2]["mac"], ctr.link("eth0").unwrap()["address"]);
@@ -76,9 +77,15 @@ fn add_check_del_every_version_with_go_host_local() {
         let ch = chain(&cid);
         let nat = host.nat(false);
         let comment = format!("\"name: \\\"brtest\\\" id: \\\"{cid}\\\"\"");
-        assert!(nat.contains(&format!("-A POSTROUTING -s 10.210.{i}.2/32 -m comment --comment {comment} -j {ch}")), "{nat}");
+        assert!(
+            nat.contains(&format!("-A POSTROUTING -s 10.210.{i}.2/32 -m comment --comment {comment} -j {ch}")),
+            "{nat}"
+        );
         assert!(nat.contains(&format!("-A {ch} -d 10.210.{i}.0/24 -m comment --comment {comment} -j ACCEPT")), "{nat}");
-        assert!(nat.contains(&format!("-A {ch} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE")), "{nat}");
+        assert!(
+            nat.contains(&format!("-A {ch} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE")),
+            "{nat}"
+        );
         assert_eq!(leases(data.path(), "brtest"), [format!("10.210.{i}.2")]);
 
         if version >= "0.4.0" {
@@ -167,13 +174,17 @@ fn failure_after_ipam_add_releases_the_lease_and_the_veth() {
     host.sh(&["ip", "addr", "add", "10.213.9.1/24", "dev", "cnitest-br4"]);
     let c = conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "ipMasq": true}));
     let e = Call::new(BIN, &host, "ADD", &c, &ctr, "fails").err();
-    assert_eq!(e["msg"], "failed to set bridge addr: \"cnitest-br4\" already has an IP address different from 10.213.0.1/24");
+    assert_eq!(
+        e["msg"],
+        "failed to set bridge addr: \"cnitest-br4\" already has an IP address different from 10.213.0.1/24"
+    );
     assert!(leases(data.path(), "brtest").is_empty(), "IPAM DEL ran");
     assert!(ctr.link_names().is_empty());
     assert_eq!(host.link_names(), ["cnitest-br4"]);
     assert!(host.cni_nat_rules().is_empty());
     // With forceAddress it works.
-    let c = conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "forceAddress": true}));
+    let c =
+        conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "forceAddress": true}));
     Call::new(BIN, &host, "ADD", &c, &ctr, "works").ok();
     assert_eq!(host.addrs("cnitest-br4"), ["10.213.0.1/24"]);
     Call::new(BIN, &host, "DEL", &c, &ctr, "works").ok();
@@ -280,7 +291,11 @@ fn layer2_only_and_dual_stack() {
     let mut ctr_addrs = ctr.addrs("eth0");
     ctr_addrs.sort();
     assert_eq!(ctr_addrs, ["10.216.0.2/24", "fd00:216::2/64"]);
-    assert!(ctr.routes6().iter().any(|r| r["dst"] == "default" && r["gateway"] == "fd00:216::1"), "{:?}", ctr.routes6());
+    assert!(
+        ctr.routes6().iter().any(|r| r["dst"] == "default" && r["gateway"] == "fd00:216::1"),
+        "{:?}",
+        ctr.routes6()
+    );
     let mut chk = c.clone();
     chk["prevResult"] = r;
     Call::new(BIN, &host, "CHECK", &chk, &ctr, "dual").ok();
@@ -291,8 +306,9 @@ fn layer2_only_and_dual_stack() {
 
 /// Whether the kernel has bridge VLAN filtering (some CI kernels lack it).
 fn vlan_filtering_supported(host: &Netns) -> bool {
-    let ok = host.cmd(&["ip", "link", "add", "cnitest-vlprobe", "type", "bridge", "vlan_filtering", "1"]).status().unwrap().success();
-    let _ = host.cmd(&["ip", "link", "del", "cnitest-vlprobe"]).status();
+    let quiet = |args: &[&str]| host.cmd(args).stderr(std::process::Stdio::null()).status().unwrap().success();
+    let ok = quiet(&["ip", "link", "add", "cnitest-vlprobe", "type", "bridge", "vlan_filtering", "1"]);
+    quiet(&["ip", "link", "del", "cnitest-vlprobe"]);
     ok
 }
 

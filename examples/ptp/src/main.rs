@@ -83,7 +83,9 @@ impl Ptp {
             // Delete the route the kernel added for the address.
             let mut auto = cni_sdk::net::Route::new(subnet);
             auto.oif = Some(cv.index);
-            ctr.delete_route(&auto).await.map_err(|e| Error::internal(format!("failed to delete route {subnet}: {e}")))?;
+            ctr.delete_route(&auto)
+                .await
+                .map_err(|e| Error::internal(format!("failed to delete route {subnet}: {e}")))?;
             let src = ipc.address.addr();
             let gw_route = || ctr.route(host_prefix(gw)).dev(cv.index).scope(RouteScope::Link).source(src);
             Self::add_settled(ctr, gw_route)
@@ -126,7 +128,9 @@ impl Ptp {
             match host.add_address(hv.index, host_prefix(gw)).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == NetErrorKind::Exists => {}
-                Err(e) => return Err(Error::internal(format!("failed to add IP addr {} to veth: {e}", host_prefix(gw)))),
+                Err(e) => {
+                    return Err(Error::internal(format!("failed to add IP addr {} to veth: {e}", host_prefix(gw))));
+                }
             }
             let dst = host_prefix(ipc.address.addr());
             match netconf::add_route_go(host.route(dst).dev(hv.index).scope(RouteScope::Universe), host).await {
@@ -247,11 +251,12 @@ impl Plugin for Ptp {
             .interfaces
             .iter()
             .find(|i| i.name == cx.ifname() && i.sandbox.as_deref() == Some(netns.as_str()))
-            .ok_or_else(|| Error::internal(format!("Sandbox in prevResult  doesn't match configured netns: {netns}")))?;
-        let link = ctr
-            .find_link(&cont.name)
-            .await?
-            .ok_or_else(|| Error::internal(format!("ptp: Container Interface name in prevResult: {} not found", cont.name)))?;
+            .ok_or_else(|| {
+                Error::internal(format!("Sandbox in prevResult  doesn't match configured netns: {netns}"))
+            })?;
+        let link = ctr.find_link(&cont.name).await?.ok_or_else(|| {
+            Error::internal(format!("ptp: Container Interface name in prevResult: {} not found", cont.name))
+        })?;
         if !netconf::is_veth(&link) {
             return Err(Error::internal(format!("Error: Container interface {} not of type veth/p2p", link.name)));
         }

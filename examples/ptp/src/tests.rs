@@ -133,7 +133,10 @@ async fn add_check_del_in_every_version() {
 
 #[tokio::test]
 async fn dual_stack_and_mtu() {
-    let env = Env::new(ipam_with(ipam_result(&[("10.251.1.5/24", Some("10.251.1.1")), ("fd00:251::5/64", Some("fd00:251::1"))], &[])));
+    let env = Env::new(ipam_with(ipam_result(
+        &[("10.251.1.5/24", Some("10.251.1.1")), ("fd00:251::5/64", Some("fd00:251::1"))],
+        &[],
+    )));
     let r = env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"mtu": 1380}))).run().await.expect_result();
     assert_eq!(r.ips.len(), 2);
     let host = env.host();
@@ -144,7 +147,11 @@ async fn dual_stack_and_mtu() {
     assert_eq!(host.sysctls.get("net/ipv6/conf/all/forwarding").map(String::as_str), Some("1"));
     let ctr = env.ctr();
     assert_eq!(ctr.links.iter().find(|l| l.name == "eth0").unwrap().mtu, 1380);
-    assert!(ctr.routes.iter().any(|r| r.dst.to_string() == "fd00:251::/64" && r.gateway == Some("fd00:251::1".parse().unwrap())));
+    assert!(
+        ctr.routes
+            .iter()
+            .any(|r| r.dst.to_string() == "fd00:251::/64" && r.gateway == Some("fd00:251::1".parse().unwrap()))
+    );
 }
 
 #[tokio::test]
@@ -165,7 +172,12 @@ async fn ip_masq_rules_and_teardown() {
 #[tokio::test]
 async fn failures_after_ipam_add_roll_back() {
     // Netlink failures in the container and on the host, and an iptables failure.
-    for (ns, kind) in [("ctr", OpKind::AddAddress), ("ctr", OpKind::AddRoute), ("host", OpKind::AddAddress), ("host", OpKind::AddRoute)] {
+    for (ns, kind) in [
+        ("ctr", OpKind::AddAddress),
+        ("ctr", OpKind::AddRoute),
+        ("host", OpKind::AddAddress),
+        ("host", OpKind::AddRoute),
+    ] {
         let env = Env::new(default_ipam());
         env.world.fail_next_in(ns, kind, NetErrorKind::PermissionDenied);
         let e = env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({}))).run().await.expect_error(999);
@@ -186,7 +198,12 @@ async fn failures_after_ipam_add_roll_back() {
     assert_eq!(env.ipam_calls(), ["ADD", "DEL"]);
     // Missing netns.
     let env = Env::new(default_ipam());
-    let e = env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({}))).netns("/var/run/netns/nope").run().await.expect_error(ErrorCode::InvalidNetNs);
+    let e = env
+        .test(Command::Add, &conf(SpecVersion::V1_0_0, json!({})))
+        .netns("/var/run/netns/nope")
+        .run()
+        .await
+        .expect_error(ErrorCode::InvalidNetNs);
     assert!(e.msg.starts_with("failed to open netns"), "{e:?}");
     assert_eq!(env.ipam_calls(), ["ADD", "DEL"]);
 }

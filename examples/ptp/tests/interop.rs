@@ -39,16 +39,25 @@ fn run(add_path: &str, check_del_path: &str, version: &str, n: u8, what: &str) -
     let cache = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     write_conflist(conf.path(), version, &format!("10.240.{n}.0/24"), data.path());
-    let r = expect_ok(&format!("{what}: ADD"), &libcni(&host, "add", "ptpinterop", conf.path(), cache.path(), add_path, &ctr));
+    let r = expect_ok(
+        &format!("{what}: ADD"),
+        &libcni(&host, "add", "ptpinterop", conf.path(), cache.path(), add_path, &ctr),
+    );
     assert_eq!(r["cniVersion"], version);
     let rules = host.cni_nat_rules();
     assert_eq!(rules.len(), 4, "{what}: {rules:?}");
     let mut routes: Vec<String> = ctr.routes4().iter().map(|r| r.to_string()).collect();
     routes.sort();
     if version != "0.3.1" {
-        expect_ok(&format!("{what}: CHECK"), &libcni(&host, "check", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr));
+        expect_ok(
+            &format!("{what}: CHECK"),
+            &libcni(&host, "check", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
+        );
     }
-    expect_ok(&format!("{what}: DEL"), &libcni(&host, "del", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr));
+    expect_ok(
+        &format!("{what}: DEL"),
+        &libcni(&host, "del", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
+    );
     assert!(ctr.link_names().is_empty(), "{what}");
     assert!(host.link_names().is_empty(), "{what}");
     assert!(host.cni_nat_rules().is_empty(), "{what}: {:?}", host.cni_nat_rules());

@@ -53,7 +53,11 @@ fn add_check_del_every_version_with_go_host_local() {
         assert_eq!(veths.len(), 1);
         let hv = veths[0]["ifname"].as_str().unwrap().to_owned();
         assert_eq!(host.addrs(&hv), [format!("{gw}/32")]);
-        assert!(host.routes4().iter().any(|r| r["dst"] == ip.as_str() && r["dev"] == hv.as_str()), "{:?}", host.routes4());
+        assert!(
+            host.routes4().iter().any(|r| r["dst"] == ip.as_str() && r["dev"] == hv.as_str()),
+            "{:?}",
+            host.routes4()
+        );
         assert_eq!(host.sysctl("net.ipv4.ip_forward"), "1");
         assert_eq!(host.cni_nat_rules().len(), 4, "{:?}", host.cni_nat_rules());
         if version >= "0.3.0" {
@@ -91,7 +95,11 @@ fn dual_stack() {
     let mut a = ctr.addrs("eth0");
     a.sort();
     assert_eq!(a, ["10.231.0.2/24", "fd00:231::2/64"]);
-    assert!(ctr.routes6().iter().any(|r| r["dst"] == "fd00:231::/64" && r["gateway"] == "fd00:231::1"), "{:?}", ctr.routes6());
+    assert!(
+        ctr.routes6().iter().any(|r| r["dst"] == "fd00:231::/64" && r["gateway"] == "fd00:231::1"),
+        "{:?}",
+        ctr.routes6()
+    );
     assert_eq!(host.sysctl("net.ipv6.conf.all.forwarding"), "1");
     let mut chk = c.clone();
     chk["prevResult"] = r;

@@ -114,11 +114,8 @@ impl Iptables {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",
         };
-        let out = Command::new(bin)
-            .arg("-w")
-            .args(args)
-            .output()
-            .map_err(|e| (None, format!("failed to run {bin}: {e}")))?;
+        let out =
+            Command::new(bin).arg("-w").args(args).output().map_err(|e| (None, format!("failed to run {bin}: {e}")))?;
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {

@@ -197,7 +197,9 @@ pub(crate) async fn enable_ip6_forward(host: &Net) -> Result<()> {
 /// Whether an address is global unicast in Go's sense (`net.IP.IsGlobalUnicast`).
 fn is_global_unicast(ip: IpAddr) -> bool {
     match ip {
-        IpAddr::V4(v4) => !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast() || v4.is_link_local()),
+        IpAddr::V4(v4) => {
+            !(v4.is_unspecified() || v4.is_loopback() || v4.is_multicast() || v4.is_broadcast() || v4.is_link_local())
+        }
         IpAddr::V6(v6) => {
             !(v6.is_unspecified() || v6.is_loopback() || v6.is_multicast() || (v6.segments()[0] & 0xffc0) == 0xfe80)
         }
@@ -226,8 +228,12 @@ pub(crate) async fn del_link_by_name_addr(net: &Net, ifname: &str) -> Result<Opt
 /// Every address of the result is on `ifname` (Go `ip.ValidateExpectedInterfaceIPs`).
 pub(crate) async fn validate_expected_ips(net: &Net, ifname: &str, ips: &[IpConfig]) -> Result<()> {
     for ipc in ips {
-        let link = net.find_link(ifname).await?.ok_or_else(|| Error::internal(format!("Cannot find container link {ifname}")))?;
-        let addrs = net.link_addresses(link.index).await.map_err(|_| Error::internal("Cannot obtain List of IP Addresses"))?;
+        let link = net
+            .find_link(ifname)
+            .await?
+            .ok_or_else(|| Error::internal(format!("Cannot find container link {ifname}")))?;
+        let addrs =
+            net.link_addresses(link.index).await.map_err(|_| Error::internal("Cannot obtain List of IP Addresses"))?;
         if !addrs.iter().any(|a| a.addr == ipc.address) {
             return Err(Error::internal(format!("Failed to match addr {} on interface {ifname}", ipc.address)));
         }
@@ -243,7 +249,10 @@ pub(crate) async fn validate_expected_routes(net: &Net, routes: &[Route]) -> Res
         let found = table.iter().any(|k| k.dst == dst && r.gw.is_none_or(|g| k.gateway == Some(g)));
         if !found {
             let gw = r.gw.map(|g| g.to_string()).unwrap_or_else(|| "<nil>".into());
-            return Err(Error::internal(format!("Expected Route {{Dst: {} GW: {gw}}} not found in routing table", r.dst)));
+            return Err(Error::internal(format!(
+                "Expected Route {{Dst: {} GW: {gw}}} not found in routing table",
+                r.dst
+            )));
         }
     }
     Ok(())

@@ -37,12 +37,7 @@ impl Netns {
     /// Runs a command inside the namespace and returns its stdout (panics on failure).
     pub fn sh(&self, args: &[&str]) -> String {
         let out = self.cmd(args).output().expect("ip netns exec");
-        assert!(
-            out.status.success(),
-            "{args:?} in {} failed: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "{args:?} in {} failed: {}", self.name, String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -58,7 +53,11 @@ impl Netns {
         let mut a = vec!["ip", "-j", "-d"];
         a.extend(args);
         let out = self.sh(&a);
-        if out.trim().is_empty() { Value::Array(vec![]) } else { serde_json::from_str(&out).expect("ip -j prints JSON") }
+        if out.trim().is_empty() {
+            Value::Array(vec![])
+        } else {
+            serde_json::from_str(&out).expect("ip -j prints JSON")
+        }
     }
 
     /// All links.
@@ -195,8 +194,15 @@ impl<'a> Call<'a> {
     /// Runs and expects failure; returns the error object.
     pub fn err(&self) -> Value {
         let out = self.run();
-        assert!(!out.status.success(), "{} {} unexpectedly succeeded: {}", self.bin.display(), self.cmd, String::from_utf8_lossy(&out.stdout));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("error JSON expected: {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            !out.status.success(),
+            "{} {} unexpectedly succeeded: {}",
+            self.bin.display(),
+            self.cmd,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|_| panic!("error JSON expected: {}", String::from_utf8_lossy(&out.stdout)))
     }
 }
 
@@ -227,7 +233,15 @@ pub fn cnitool() -> PathBuf {
 }
 
 /// Runs Go libcni's cnitool `verb` for network `net` on `ctr`, inside the `host` namespace.
-pub fn libcni(host: &Netns, verb: &str, net: &str, confdir: &Path, cachedir: &Path, cni_path: &str, ctr: &Netns) -> Output {
+pub fn libcni(
+    host: &Netns,
+    verb: &str,
+    net: &str,
+    confdir: &Path,
+    cachedir: &Path,
+    cni_path: &str,
+    ctr: &Netns,
+) -> Output {
     let tool = cnitool().display().to_string();
     host.cmd(&[&tool, verb, net, &ctr.path()])
         .env("CNI_CONTAINERID", format!("libcni-{}", ctr.name))
@@ -246,5 +260,9 @@ pub fn expect_ok(what: &str, out: &Output) -> Value {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if out.stdout.iter().all(u8::is_ascii_whitespace) { Value::Null } else { serde_json::from_slice(&out.stdout).expect("JSON") }
+    if out.stdout.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
 }
