@@ -129,7 +129,8 @@ pub(crate) fn collect_vlan_trunk(trunk: Option<&[VlanTrunk]>) -> Result<Vec<u16>
 }
 
 fn parse_mac(s: &str) -> Result<MacAddr> {
-    s.parse().map_err(|e| Error::internal(format!("invalid MAC address {s:?}: {e}")))
+    // Go parses the address when it creates the veth pair, with this message.
+    s.parse().map_err(|_| Error::internal(format!("failed to make veth pair: address {s}: invalid MAC address")))
 }
 
 /// Go `loadNetConf`: range checks, trunk parsing, MAC precedence.

@@ -316,10 +316,7 @@ impl Plugin for Bridge {
         }
         let host = cx.host_net().await?;
         let br = self.ensure_bridge(&host, n, &ld).await?;
-        let ctr = cx.container_net().await.map_err(|e| {
-            let path = cx.netns().map(|p| p.display().to_string()).unwrap_or_default();
-            Error::new(e.code(), format!("failed to open netns {path:?}: {}", e.details().unwrap_or_default()))
-        })?;
+        let ctr = cx.container_net().await.map_err(|e| netconf::netns_open_error(cx.netns(), &e))?;
         let (hv, cv) = netconf::setup_veth(&host, &ctr, cx.ifname(), ld.mtu, ld.mac).await?;
         let at = Attach { cx, ld: &ld, host: &host, ctr: &ctr, br: &br };
         match self.add_after_veth(&at, &hv, &cv).await {
@@ -381,10 +378,7 @@ impl Plugin for Bridge {
     async fn check(&self, cx: &Context<BridgeConf>) -> Result<()> {
         let _ld = config::load(cx)?;
         let n = cx.plugin_config();
-        let ctr = cx.container_net().await.map_err(|e| {
-            let path = cx.netns().map(|p| p.display().to_string()).unwrap_or_default();
-            Error::new(e.code(), format!("failed to open netns {path:?}: {}", e.details().unwrap_or_default()))
-        })?;
+        let ctr = cx.container_net().await.map_err(|e| netconf::netns_open_error(cx.netns(), &e))?;
         // Go delegates CHECK to IPAM first, even without an IPAM type.
         let ipam_type = cx.config().ipam.as_ref().map(|i| i.plugin_type.clone()).unwrap_or_default();
         if ipam_type.is_empty() {

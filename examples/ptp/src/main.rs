@@ -67,8 +67,7 @@ fn ipam_type(cx: &Context<PtpConf>) -> Result<String> {
 }
 
 fn open_failed(cx: &Context<PtpConf>, e: &Error) -> Error {
-    let path = cx.netns().map(|p| p.display().to_string()).unwrap_or_default();
-    Error::new(e.code(), format!("failed to open netns {path:?}: {}", e.details().unwrap_or_default()))
+    netconf::netns_open_error(cx.netns(), e)
 }
 
 impl Ptp {

@@ -258,6 +258,21 @@ pub(crate) async fn validate_expected_routes(net: &Net, routes: &[Route]) -> Res
     Ok(())
 }
 
+/// Go's error for a container namespace that cannot be opened (`ns.GetNS`): code 999, and for
+/// a path that does not exist the same text as Go.
+pub(crate) fn netns_open_error(path: Option<&std::path::Path>, e: &Error) -> Error {
+    let path = path.map(|p| p.display().to_string()).unwrap_or_default();
+    if e.code() == cni_sdk::ErrorCode::InvalidNetNs {
+        return Error::internal(format!(
+            "failed to open netns {path:?}: failed to Statfs {path:?}: no such file or directory"
+        ));
+    }
+    Error::new(
+        e.code(),
+        format!("failed to open netns {path:?}: {}", e.details().unwrap_or_else(|| e.message().to_owned())),
+    )
+}
+
 /// Whether any DNS field is set (Go `dnsConfSet`).
 pub(crate) fn dns_set(dns: Option<&Dns>) -> bool {
     dns.is_some_and(|d| !d.is_empty())
