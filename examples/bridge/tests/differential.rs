@@ -39,6 +39,9 @@ fn both(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns)) -> (Value, Valu
     both_with(cmd, conf, setup, |_| {})
 }
 
+/// A change to an invocation.
+type Tweak = dyn Fn(&mut Call<'_>);
+
 /// [`both`], with a change to the invocation (environment).
 fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: impl Fn(&mut Call<'_>)) -> (Value, Value) {
     let mut outs = Vec::new();
@@ -138,7 +141,7 @@ fn same_errors_as_go_bridge() {
     let (go, ours) = both("ADD", &base("1.0.0", json!({"isGateway": true})), addr);
     assert_eq!(go["out"]["msg"], ours["out"]["msg"]);
     // Environment problems.
-    let tweaks: [(&str, Box<dyn Fn(&mut Call<'_>)>); 3] = [
+    let tweaks: [(&str, Box<Tweak>); 3] = [
         ("unknown CNI_ARGS", Box::new(|c: &mut Call<'_>| c.args = Some("FOO=bar"))),
         ("bad MAC", Box::new(|c: &mut Call<'_>| c.args = Some("MAC=zz"))),
         ("missing netns", Box::new(|c: &mut Call<'_>| c.netns = Some("/var/run/netns/cnitest-nope".into()))),
