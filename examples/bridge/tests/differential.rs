@@ -67,7 +67,19 @@ fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: imp
                 }
             }
         }
-        outs.push(json!({"ok": out.status.success(), "out": v}));
+        let mut ctr_routes: Vec<String> = ctr.routes4().iter().map(Value::to_string).collect();
+        ctr_routes.sort();
+        let mut br_addrs = if host.link("cnitest-br30").is_some() { host.addrs("cnitest-br30") } else { vec![] };
+        br_addrs.sort();
+        outs.push(json!({
+            "ok": out.status.success(),
+            "out": v,
+            "ctr_routes": ctr_routes,
+            "ctr_addrs": if ctr.link("eth0").is_some() { ctr.addrs("eth0") } else { vec![] },
+            "br_addrs": br_addrs,
+            "nat": host.cni_nat_rules().len(),
+            "forwarding": host.sysctl("net.ipv4.ip_forward"),
+        }));
     }
     (outs[0].clone(), outs[1].clone())
 }

@@ -132,7 +132,7 @@ impl Ptp {
                 }
             }
             let dst = host_prefix(ipc.address.addr());
-            match netconf::add_route_go(host.route(dst).dev(hv.index).scope(RouteScope::Universe), host).await {
+            match netconf::add_route_go(host.route(dst).dev(hv.index).scope(RouteScope::Host), host).await {
                 Ok(()) => {}
                 Err(e) if e.kind() == NetErrorKind::Exists => {}
                 Err(e) => return Err(Error::internal(format!("failed to add route on host: {e}"))),

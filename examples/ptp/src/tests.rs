@@ -104,7 +104,8 @@ async fn add_check_del_in_every_version() {
         let hv = host.links.iter().find(|l| l.kind == LinkKind::Veth).expect("host veth");
         assert!(hv.up);
         assert!(host.addresses.iter().any(|a| a.index == hv.index && a.addr.to_string() == "10.251.0.1/32"));
-        assert!(host.routes.iter().any(|r| r.dst.to_string() == "10.251.0.5/32" && r.oif == Some(hv.index)));
+        let back = host.routes.iter().find(|r| r.dst.to_string() == "10.251.0.5/32").expect("host route");
+        assert_eq!((back.oif, back.scope), (Some(hv.index), RouteScope::Host));
         assert_eq!(host.sysctls.get("net/ipv4/ip_forward").map(String::as_str), Some("1"));
         let ctr = env.ctr();
         let eth0 = ctr.links.iter().find(|l| l.name == "eth0").unwrap();
