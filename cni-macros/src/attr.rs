@@ -11,7 +11,7 @@ use syn::parse::discouraged::Speculative as _;
 use syn::parse::{ParseStream, Parser as _};
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned as _;
-use syn::{Expr, Ident, LitBool, LitStr, Path, Token, bracketed};
+use syn::{Expr, ExprPath, Ident, LitBool, LitStr, Path, Token, bracketed};
 
 use crate::error::Errors;
 
@@ -49,7 +49,7 @@ pub(crate) struct Config {
 /// How the plugin value is made.
 pub(crate) enum Init {
     /// `init = path::to::ctor`: called with no arguments.
-    Call(Path),
+    Call(ExprPath),
     /// `init = <any other expression>`: the plugin value itself.
     Expr(Expr),
 }
@@ -140,14 +140,7 @@ impl Config {
                 "init",
                 "an expression, or a path to a function that takes no arguments",
                 EXAMPLE_INIT,
-                |input| {
-                    Ok(match input.parse::<Expr>()? {
-                        Expr::Path(p) if p.attrs.is_empty() && p.qself.is_none() => {
-                            Init::Call(p.path)
-                        }
-                        expr => Init::Expr(expr),
-                    })
-                },
+                |input| Ok(Init::from_expr(input.parse()?)),
             )?;
             set_once(&mut self.init, value, key.span, "init")
         } else if lookahead.peek(Token![crate]) {
@@ -312,6 +305,23 @@ fn quoted(items: &[&str]) -> String {
 }
 
 impl Init {
+    /// A path to a function (`MyPlugin::new`, `make_plugin`) is called; anything else is
+    /// the value itself. Following Rust's naming conventions, a path whose last segment is
+    /// capitalised (a unit struct `MyPlugin`, a constant `PLUGIN`) is a value too.
+    fn from_expr(expr: Expr) -> Self {
+        match expr {
+            Expr::Path(p)
+                if p.attrs.is_empty()
+                    && p.path.segments.last().is_some_and(|segment| {
+                        !segment.ident.to_string().starts_with(char::is_uppercase)
+                    }) =>
+            {
+                Self::Call(p)
+            }
+            expr => Self::Expr(expr),
+        }
+    }
+
     /// The expression that makes the plugin value.
     pub(crate) fn to_expr(&self) -> TokenStream {
         match self {
@@ -386,6 +396,19 @@ mod tests {
         );
         let config = parse_ok(quote!(init = MyPlugin::new(42)));
         assert_eq!(text(config.init.unwrap().to_expr()), "MyPlugin :: new (42)");
+        // Capitalised paths are values: unit structs and constants.
+        for (init, expected) in [
+            (quote!(init = MyPlugin), "MyPlugin"),
+            (quote!(init = plugins::DEFAULT), "plugins :: DEFAULT"),
+            (quote!(init = make_plugin), "make_plugin ()"),
+            (
+                quote!(init = <MyPlugin as Default>::default),
+                "< MyPlugin as Default > :: default ()",
+            ),
+        ] {
+            let config = parse_ok(init);
+            assert_eq!(text(config.init.unwrap().to_expr()), expected);
+        }
     }
 
     #[test]

@@ -107,8 +107,8 @@ pub mod __private;
 /// | `about = "..."` | The text printed when `CNI_COMMAND` is unset (a string literal). | `"CNI <package name> plugin v<package version>"` |
 /// | `versions = ["1.0.0", ...]` | The spec versions the plugin supports, checked at compile time: each one of `0.1.0`, `0.2.0`, `0.3.0`, `0.3.1`, `0.4.0`, `1.0.0`, `1.1.0`, at least one, no repeats. | all seven |
 /// | `go_strict` or `go_strict = true` / `false` | Require `CNI_PATH` like Go's `skel` (see [`PluginOptions::go_strict`]). | `false` |
-/// | `init = MyPlugin::new` | A path to a function or constructor taking no arguments, which is called. | [`Default::default`] |
-/// | `init = <expression>` | Any other expression is the plugin value itself, e.g. `init = MyPlugin { mtu: 1500 }`. To use a unit struct's name, write `init = MyPlugin {}`. | |
+/// | `init = MyPlugin::new` | A path to a function taking no arguments, which is called to make the plugin value. | [`Default::default`] |
+/// | `init = <expression>` | Any other expression is the plugin value itself, e.g. `init = MyPlugin { mtu: 1500 }`. So is a path whose last segment is capitalised, like a unit struct (`init = MyPlugin`) or a constant (`init = plugins::DEFAULT`). | |
 /// | `crate = "path"` or `crate = path` | Where `cni_sdk` is, for crates that re-export it, e.g. `crate = "my_toolkit::cni"`. | `::cni_sdk` |
 ///
 /// # What it generates

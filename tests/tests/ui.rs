@@ -2,7 +2,7 @@
 //! the diagnostics in the `.stderr` file next to each case.
 //!
 //! Most snapshots hold only the macro's own messages, which do not change with the compiler.
-//! A few (`init_wrong_type`, `init_not_a_function`, `not_default`) show rustc's type errors,
+//! A few (`init_wrong_type`, `init_needs_arguments`, `not_default`) show rustc's type errors,
 //! which can change between releases; they were recorded with rustc 1.95.0. Refresh with
 //! `TRYBUILD=overwrite cargo test -p cni-tests --test ui` and review the diff.
 
