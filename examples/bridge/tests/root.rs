@@ -336,3 +336,31 @@ fn vlan_access_port_on_the_kernel() {
     Call::new(BIN, &host, "DEL", &c, &ctr, "vlan").ok();
     assert!(ctr.link_names().is_empty());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn concurrent_adds_share_one_bridge() {
+    let host = Netns::new("brhost");
+    let data = tempfile::tempdir().unwrap();
+    let c = conf("1.0.0", "cnitest-br10", "10.218.0.0/24", data.path(), json!({"isGateway": true, "ipMasq": true}));
+    let ctrs: Vec<Netns> = (0..4).map(|_| Netns::new("brctr")).collect();
+    std::thread::scope(|s| {
+        for (i, ctr) in ctrs.iter().enumerate() {
+            let (host, c) = (&host, &c);
+            s.spawn(move || Call::new(BIN, host, "ADD", c, ctr, &format!("par-{i}")).ok());
+        }
+    });
+    let ports = host.links().into_iter().filter(|l| l["master"] == "cnitest-br10").count();
+    assert_eq!(ports, 4);
+    assert_eq!(host.addrs("cnitest-br10"), ["10.218.0.1/24"]);
+    assert_eq!(leases(data.path(), "brtest").len(), 4);
+    std::thread::scope(|s| {
+        for (i, ctr) in ctrs.iter().enumerate() {
+            let (host, c) = (&host, &c);
+            s.spawn(move || Call::new(BIN, host, "DEL", c, ctr, &format!("par-{i}")).ok());
+        }
+    });
+    assert_eq!(host.link_names(), ["cnitest-br10"]);
+    assert!(host.cni_nat_rules().is_empty(), "{:?}", host.cni_nat_rules());
+    assert!(leases(data.path(), "brtest").is_empty());
+}

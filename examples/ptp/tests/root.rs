@@ -132,3 +132,50 @@ fn faults_leave_nothing_behind() {
     assert!(leases(data.path(), "ptptest").is_empty());
     assert!(host.cni_nat_rules().is_empty(), "{:?}", host.cni_nat_rules());
 }
+
+#[test]
+#[ignore = "needs root"]
+fn sigkill_midway_then_del_cleans_up() {
+    use std::time::{Duration, Instant};
+    let host = Netns::new("ptphost");
+    let ctr = Netns::new("ptpctr");
+    let data = tempfile::tempdir().unwrap();
+    let bin = tempfile::tempdir().unwrap();
+    let marker = bin.path().join("allocated");
+    // Go's host-local allocates, then the IPAM hangs on ADD and the plugin is killed.
+    let script = format!(
+        "#!/bin/sh\nout=$({GO}/host-local) || {{ echo \"$out\"; exit 1; }}\nif [ \"$CNI_COMMAND\" = ADD ]; then touch {m}; exec sleep 30; fi\necho \"$out\"\n",
+        GO = support::GO_PLUGINS,
+        m = marker.display()
+    );
+    let slow = bin.path().join("slow-ipam");
+    std::fs::write(&slow, script).unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut c = conf("1.0.0", "10.233.0.0/24", data.path(), json!({"ipMasq": true}));
+    c["ipam"]["type"] = json!("slow-ipam");
+    let mut call = Call::new(BIN, &host, "ADD", &c, &ctr, "killed");
+    call.cni_path = format!("{}:{}", bin.path().display(), support::GO_PLUGINS);
+    let mut cmd = call.command();
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd.spawn().unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(c.to_string().as_bytes()).unwrap();
+    }
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "IPAM never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pgid = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the process group of the child this test spawned.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
+    assert_eq!(leases(data.path(), "ptptest").len(), 1, "the lease was taken");
+    let mut del = Call::new(BIN, &host, "DEL", &c, &ctr, "killed");
+    del.cni_path = call.cni_path.clone();
+    del.ok();
+    assert!(leases(data.path(), "ptptest").is_empty());
+    assert!(ctr.link_names().is_empty() && host.link_names().is_empty());
+    assert!(host.cni_nat_rules().is_empty());
+}

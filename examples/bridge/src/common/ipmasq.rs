@@ -104,6 +104,43 @@ pub(crate) fn teardown(fw: &dyn Firewall, family: Family, chain: &str) -> Result
     fw.delete_chain(family, chain)
 }
 
+/// Splits a rule as `iptables -S` prints it into arguments: whitespace separates them, double
+/// quotes group, and a backslash escapes the next character inside quotes.
+pub(crate) fn split_rule(spec: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut cur = String::new();
+    let mut in_arg = false;
+    let mut quoted = false;
+    let mut chars = spec.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_arg = true;
+            }
+            '\\' if quoted => {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_arg {
+                    args.push(std::mem::take(&mut cur));
+                    in_arg = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                in_arg = true;
+            }
+        }
+    }
+    if in_arg {
+        args.push(cur);
+    }
+    args
+}
+
 /// iptables / ip6tables run as child processes with `-w` (wait for the xtables lock).
 #[derive(Debug, Default)]
 pub(crate) struct Iptables;
@@ -169,24 +206,25 @@ impl Firewall for Iptables {
     }
 
     fn delete_jumps(&self, family: Family, chain: &str, target: &str) -> Result<(), String> {
-        let listing = match Self::run(family, &["-t", "nat", "-L", chain, "-n", "--line-numbers"]) {
+        // Delete by rule specification (not by number: rules of other containers may come and go
+        // concurrently, which would shift the numbers).
+        let listing = match Self::run(family, &["-t", "nat", "-S", chain]) {
             Ok(l) => l,
             Err((_, e)) if Self::not_exist(&e) => return Ok(()),
             Err((_, e)) => return Err(e),
         };
-        let mut numbers: Vec<u32> = listing
-            .lines()
-            .filter_map(|l| {
-                let mut cols = l.split_whitespace();
-                let num = cols.next()?.parse::<u32>().ok()?;
-                (cols.next()? == target).then_some(num)
-            })
-            .collect();
-        numbers.sort_unstable_by(|a, b| b.cmp(a));
-        for n in numbers {
-            match Self::run(family, &["-t", "nat", "-D", chain, &n.to_string()]) {
+        let prefix = format!("-A {chain} ");
+        for line in listing.lines() {
+            let Some(spec) = line.strip_prefix(&prefix) else { continue };
+            let args = split_rule(spec);
+            if !args.windows(2).any(|w| w[0] == "-j" && w[1] == target) {
+                continue;
+            }
+            let mut del: Vec<&str> = vec!["-t", "nat", "-D", chain];
+            del.extend(args.iter().map(String::as_str));
+            match Self::run(family, &del) {
                 Ok(_) => {}
-                Err((_, e)) if Self::not_exist(&e) || e.contains("Index of deletion too big") => {}
+                Err((_, e)) if Self::not_exist(&e) => {}
                 Err((_, e)) => return Err(e),
             }
         }
@@ -304,6 +342,16 @@ mod tests {
     fn comment_matches_go() {
         assert_eq!(chain_comment("mynet", "ctr1"), r#"name: "mynet" id: "ctr1""#);
         assert_eq!(go_quote("a\"b"), r#""a\"b""#);
+    }
+
+    #[test]
+    fn split_rule_undoes_iptables_quoting() {
+        let line = r#"-s 10.1.0.5/32 -m comment --comment "name: \"net\" id: \"c\\d\"" -j CNI-abc"#;
+        assert_eq!(
+            split_rule(line),
+            ["-s", "10.1.0.5/32", "-m", "comment", "--comment", r#"name: "net" id: "c\d""#, "-j", "CNI-abc"]
+        );
+        assert_eq!(split_rule(r#"-j X --comment """#), ["-j", "X", "--comment", ""]);
     }
 
     #[test]
