@@ -133,8 +133,9 @@ fn parse_mac(s: &str) -> Result<MacAddr> {
     s.parse().map_err(|_| Error::internal(format!("failed to make veth pair: address {s}: invalid MAC address")))
 }
 
-/// Go `loadNetConf`: range checks, trunk parsing, MAC precedence.
-pub(crate) fn load(cx: &Context<BridgeConf>) -> Result<Loaded> {
+/// Go `loadNetConf`: range checks, trunk parsing, MAC precedence. The MAC is only parsed when
+/// `want_mac` (ADD): like Go, DEL and CHECK do not fail on a bad one.
+pub(crate) fn load(cx: &Context<BridgeConf>, want_mac: bool) -> Result<Loaded> {
     let n = cx.plugin_config();
     if !(0..=4094).contains(&n.vlan) {
         return Err(Error::internal(format!("invalid VLAN ID {} (must be between 0 and 4094)", n.vlan)));
@@ -152,12 +153,12 @@ pub(crate) fn load(cx: &Context<BridgeConf>) -> Result<Loaded> {
     let mut mac = None;
     if !cx.args().is_empty() {
         cx.args().check_known(&["MAC"]).map_err(|e| Error::internal(e.to_string()))?;
-        if let Some(m) = cx.args().get("MAC").filter(|m| !m.is_empty()) {
+        if let Some(m) = cx.args().get("MAC").filter(|m| want_mac && !m.is_empty()) {
             mac = Some(parse_mac(m)?);
         }
     }
     let args_mac = cx.config().args.as_ref().and_then(|a| a.cni.as_ref()).and_then(|c| c.extra.get("mac"));
-    if let Some(m) = args_mac.and_then(|m| m.as_str()).filter(|m| !m.is_empty()) {
+    if let Some(m) = args_mac.and_then(|m| m.as_str()).filter(|m| want_mac && !m.is_empty()) {
         mac = Some(parse_mac(m)?);
     }
     if let Some(m) = cx.runtime_config().and_then(|r| r.mac) {

@@ -213,10 +213,6 @@ impl Bridge {
         netconf::configure_iface(ctr, ifname, &result).await?;
 
         if ld.is_gw {
-            if n.vlan != 0 {
-                return Err(Error::unsupported_field("vlan", n.vlan)
-                    .with_details("isGateway together with vlan is not supported by this bridge plugin"));
-            }
             for (family, gws) in [(Family::V4, &v4), (Family::V6, &v6)] {
                 for gw in &gws.gws {
                     Self::ensure_addr(host, br, *gw, n.force_address)
@@ -309,10 +305,14 @@ impl Plugin for Bridge {
     type Config = BridgeConf;
 
     async fn add(&self, cx: &Context<BridgeConf>) -> Result<CniResult> {
-        let ld = config::load(cx)?;
+        let ld = config::load(cx, true)?;
         let n = cx.plugin_config();
         if n.hairpin_mode && n.promisc_mode {
             return Err(Error::internal("cannot set hairpin mode and promiscuous mode at the same time."));
+        }
+        if ld.is_gw && ld.layer3 && n.vlan != 0 {
+            return Err(Error::unsupported_field("vlan", n.vlan)
+                .with_details("isGateway together with vlan is not supported by this bridge plugin"));
         }
         let host = cx.host_net().await?;
         let br = self.ensure_bridge(&host, n, &ld).await?;
@@ -340,7 +340,7 @@ impl Plugin for Bridge {
     }
 
     async fn del(&self, cx: &Context<BridgeConf>) -> Result<()> {
-        let ld = config::load(cx)?;
+        let ld = config::load(cx, false)?;
         let n = cx.plugin_config();
         let ipam_del = || async {
             if ld.layer3 {
@@ -376,7 +376,7 @@ impl Plugin for Bridge {
     }
 
     async fn check(&self, cx: &Context<BridgeConf>) -> Result<()> {
-        let _ld = config::load(cx)?;
+        let _ld = config::load(cx, false)?;
         let n = cx.plugin_config();
         let ctr = cx.container_net().await.map_err(|e| netconf::netns_open_error(cx.netns(), &e))?;
         // Go delegates CHECK to IPAM first, even without an IPAM type.

@@ -383,6 +383,28 @@ async fn mac_from_cni_args_args_and_runtime_config() {
 }
 
 #[tokio::test]
+async fn bad_mac_fails_add_but_not_del() {
+    let env = Env::new(default_ipam());
+    let c = conf(SpecVersion::V1_0_0, json!({}));
+    let e = env.test(Command::Add, &c).cni_args("MAC=zz").run().await.expect_error(999);
+    assert_eq!(e.msg, "failed to make veth pair: address zz: invalid MAC address");
+    assert!(env.ipam_calls().is_empty());
+    env.test(Command::Del, &c).cni_args("MAC=zz").run().await.expect_success();
+}
+
+#[tokio::test]
+async fn is_gateway_with_vlan_is_rejected_up_front() {
+    let env = Env::new(default_ipam());
+    let e = env
+        .test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"isGateway": true, "vlan": 7})))
+        .run()
+        .await
+        .expect_error(ErrorCode::UnsupportedField);
+    assert!(e.msg.contains("vlan"), "{e:?}");
+    assert!(env.ipam_calls().is_empty() && env.host_veths().is_empty());
+}
+
+#[tokio::test]
 async fn cni_args_unknown_keys_need_ignore_unknown() {
     let env = Env::new(default_ipam());
     let c = conf(SpecVersion::V1_0_0, json!({}));
