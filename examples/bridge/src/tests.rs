@@ -10,9 +10,9 @@ use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};
 
-use crate::Bridge;
-use crate::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
-use crate::l2::RecordingL2;
+use super::Bridge;
+use super::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
+use super::l2::RecordingL2;
 
 const NS: &str = "/var/run/netns/ctr";
 const CID: &str = "0123456789abcdef";

@@ -61,7 +61,7 @@ fn own_name_takes_the_plugin_from_the_first_argument() {
     let (code, _, stderr) = run(Path::new(BIN), &["bogus"], &[], "");
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("one of these names: host-local, loopback, passthrough, route-override, multi"),
+        stderr.contains("one of these names: bridge, ptp, host-local, loopback, passthrough, route-override, multi"),
         "{stderr}"
     );
 }

@@ -9,8 +9,8 @@ use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};
 
-use crate::Ptp;
-use crate::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
+use super::Ptp;
+use super::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
 
 const NS: &str = "/var/run/netns/ctr";
 const CID: &str = "ptp-container-1";
