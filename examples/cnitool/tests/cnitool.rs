@@ -311,3 +311,66 @@ fn cache_interop_with_go_libcni_both_ways() {
     assert_eq!(env.cache_entries(), 0);
     assert!(env.leases("cachenet").is_empty());
 }
+
+fn our_plugins() -> PathBuf {
+    let dir = Path::new(BIN).parent().unwrap().to_owned();
+    for p in ["bridge", "host-local", "loopback"] {
+        assert!(
+            dir.join(p).is_file(),
+            "{p} missing in {}: build the workspace (cargo test --workspace does)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+#[test]
+#[ignore = "needs root and the workspace's plugins (cargo test --workspace builds them)"]
+fn run_with_our_plugins() {
+    let _turn = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let env = Env::new("run2");
+    env.write("10-run.conflist", &env.bridge_list("ournet", "1.1.0", "10.226.0.0/24"));
+    env.write("99-lo.conf", &json!({"cniVersion": "0.2.0", "name": "lo", "type": "loopback"}));
+    let out = env.cnitool(&["run", "--", "ip", "-j", "addr"]).env("CNI_PATH", our_plugins()).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let links: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let eth0 = links.as_array().unwrap().iter().find(|l| l["ifname"] == "eth0").expect("eth0");
+    assert!(
+        eth0["addr_info"].as_array().unwrap().iter().any(|a| a["local"].as_str().unwrap().starts_with("10.226.0."))
+    );
+    assert!(cnitool_namespaces().is_empty() && env.leases("ournet").is_empty() && env.cache_entries() == 0);
+    assert_eq!(nat_rules_mentioning("ournet"), 0, "our bridge removed its masquerade rules");
+}
+
+#[test]
+#[ignore = "needs root and the workspace's plugins (cargo test --workspace builds them)"]
+fn run_without_configuration_uses_the_builtin_mynet() {
+    let _turn = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let had_cni0 = Path::new("/sys/class/net/cni0").exists();
+    let store = Path::new("/var/lib/cni/networks/mynet");
+    let had_store = store.exists();
+    let env = Env::new("run3");
+    let out = env.cnitool(&["run", "--", "ip", "-j", "addr"]).env("CNI_PATH", our_plugins()).output().unwrap();
+    let leases: Vec<String> = std::fs::read_dir(store)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    if !had_cni0 {
+        let _ = Command::new("ip").args(["link", "del", "cni0"]).status();
+    }
+    if !had_store {
+        let _ = std::fs::remove_dir_all(store);
+    }
+    assert!(out.status.success(), "{}", text(&out));
+    let links: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find =
+        |n: &str| links.as_array().unwrap().iter().find(|l| l["ifname"] == n).cloned().unwrap_or_else(|| panic!("{n}"));
+    let eth0 = find("eth0");
+    assert!(
+        eth0["addr_info"].as_array().unwrap().iter().any(|a| a["local"].as_str().unwrap().starts_with("10.22.")),
+        "{eth0}"
+    );
+    assert!(find("lo")["flags"].as_array().unwrap().contains(&json!("UP")));
+    assert!(leases.iter().all(|l| !l.starts_with("10.")), "lease released: {leases:?}");
+    assert_eq!(nat_rules_mentioning("mynet"), 0);
+    assert!(cnitool_namespaces().is_empty());
+}
