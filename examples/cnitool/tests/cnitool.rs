@@ -349,6 +349,7 @@ fn run_without_configuration_uses_the_builtin_mynet() {
     let had_cni0 = Path::new("/sys/class/net/cni0").exists();
     let store = Path::new("/var/lib/cni/networks/mynet");
     let had_store = store.exists();
+    let had_lib = Path::new("/var/lib/cni").exists();
     let env = Env::new("run3");
     let out = env.cnitool(&["run", "--", "ip", "-j", "addr"]).env("CNI_PATH", our_plugins()).output().unwrap();
     let leases: Vec<String> = std::fs::read_dir(store)
@@ -359,6 +360,9 @@ fn run_without_configuration_uses_the_builtin_mynet() {
     }
     if !had_store {
         let _ = std::fs::remove_dir_all(store);
+    }
+    if !had_lib {
+        let _ = std::fs::remove_dir_all("/var/lib/cni");
     }
     assert!(out.status.success(), "{}", text(&out));
     let links: Value = serde_json::from_slice(&out.stdout).unwrap();
