@@ -87,8 +87,21 @@ pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<
 /// Runs `plugin` for one invocation with the given services and returns the exit code.
 pub async fn run_with<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>, services: Services) -> i32 {
     let Invocation { env, stdin, stdout, stderr } = io;
-    match run_inner(plugin, options, env, stdin, stderr, services).await {
-        Ok(Output::Nothing) => EXIT_SUCCESS,
+    // One span per request, with what the environment says (validated later).
+    let field = |k: &str| env_get(&env, k).unwrap_or_default().to_owned();
+    let span = tracing::info_span!(
+        "cni",
+        verb = %field("CNI_COMMAND"),
+        container_id = %field("CNI_CONTAINERID"),
+        ifname = %field("CNI_IFNAME")
+    );
+    let outcome = run_inner(plugin, options, env, stdin, stderr, services).instrument(span.clone()).await;
+    let _entered = span.enter();
+    match outcome {
+        Ok(Output::Nothing) => {
+            tracing::debug!("request done");
+            EXIT_SUCCESS
+        }
         Ok(Output::Document(doc)) => match write_doc(stdout, &doc) {
             Ok(()) => EXIT_SUCCESS,
             Err(_) => EXIT_FAILURE,
@@ -275,8 +288,7 @@ async fn run_inner<P: Plugin>(
         exec: services.exec,
         net: services.net,
     };
-    let span = tracing::info_span!("cni", verb = %cmd, container_id = %cx.container_id, ifname = %cx.ifname);
-    let outcome = AssertUnwindSafe(call(plugin, &cx).instrument(span)).catch_unwind().await;
+    let outcome = AssertUnwindSafe(call(plugin, &cx)).catch_unwind().await;
     match outcome {
         Ok(Ok(Some(result))) => {
             let doc = result.to_value(version).map_err(|e| fail(Error::internal(e.to_string())))?;

@@ -144,3 +144,26 @@ fn netns_guard_before_handler() {
     env.push(("CNI_NETNS_OVERRIDE", "1"));
     assert_eq!(exec(&env, &conf.to_string()).code, 0);
 }
+
+#[test]
+fn logs_go_to_the_configured_file_never_to_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("plugin.log");
+    let mut env = base("ADD");
+    let log_path = log.to_str().unwrap().to_owned();
+    env.push(("CNI_LOG_LEVEL", "debug"));
+    env.push(("CNI_LOG_FILE", &log_path));
+    let r = exec(&env, r#"{"cniVersion":"1.0.0","name":"chain","type":"passthrough"}"#);
+    assert_eq!(r.code, 1);
+    assert_eq!(r.doc()["code"], 7, "stdout still holds exactly one document");
+    assert!(r.stderr.is_empty(), "nothing on stderr when a log file is set: {}", r.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line = text.lines().find(|l| l.contains("request failed")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("verb=ADD") && line.contains("container_id=ctr-1"), "span fields: {line}");
+    // A bad level falls back to warn with a notice on stderr.
+    let mut env = base("DEL");
+    env.push(("CNI_LOG_LEVEL", "loud"));
+    let r = exec(&env, r#"{"cniVersion":"1.0.0","name":"chain","type":"passthrough"}"#);
+    assert_eq!(r.code, 0);
+    assert!(r.stderr.contains("CNI_LOG_LEVEL=\"loud\" is not a level"), "{}", r.stderr);
+}
