@@ -15,10 +15,10 @@
 use std::net::IpAddr;
 
 use cni_sdk::net::{Net, NetResult};
-use cni_sdk::{CniResult, Context, Error, Interface, IpConfig, Plugin, Result, cni_plugin};
 {%- unless ipam %}
 use cni_sdk::types::Route;
 {%- endunless %}
+use cni_sdk::{CniResult, Context, Error, Interface, IpConfig, Plugin, Result, cni_plugin};
 use ipnet::IpNet;
 use serde::Deserialize;
 
@@ -154,12 +154,7 @@ impl VethPlugin {
     }
 
     /// [`VethPlugin::wire`], removing the veth pair again when anything fails half-way.
-    async fn wire_or_undo(
-        cx: &Context<Config>,
-        host: &Net,
-        ctr: &Net,
-        addrs: CniResult,
-    ) -> Result<CniResult> {
+    async fn wire_or_undo(cx: &Context<Config>, host: &Net, ctr: &Net, addrs: CniResult) -> Result<CniResult> {
         let result = Self::wire(cx, host, ctr, addrs).await;
         if result.is_err() {
             let host_name = cx.plugin_config().host_ifname(cx.container_id(), cx.ifname());
@@ -179,23 +174,14 @@ impl Plugin for VethPlugin {
         cx.plugin_config().validate()?;
         let (host, ctr) = (cx.host_net().await?, cx.container_net().await?);
         if ctr.find_link(cx.ifname()).await?.is_some() {
-            return Err(Error::invalid_config(format!(
-                "interface {:?} already exists in the container",
-                cx.ifname()
-            )));
+            return Err(Error::invalid_config(format!("interface {:?} already exists in the container", cx.ifname())));
         }
 {%- if ipam %}
         // IPAM's ADD is undone with its DEL when wiring fails.
-        cx.ipam()?
-            .add_with_rollback(|addrs| async move { Self::wire_or_undo(cx, &host, &ctr, addrs).await })
-            .await
+        cx.ipam()?.add_with_rollback(|addrs| async move { Self::wire_or_undo(cx, &host, &ctr, addrs).await }).await
 {%- else %}
         let conf = cx.plugin_config();
-        let addrs = CniResult {
-            ips: conf.addresses.clone(),
-            routes: conf.routes.clone(),
-            ..CniResult::default()
-        };
+        let addrs = CniResult { ips: conf.addresses.clone(), routes: conf.routes.clone(), ..CniResult::default() };
         Self::wire_or_undo(cx, &host, &ctr, addrs).await
 {%- endif %}
     }

@@ -187,9 +187,8 @@ async fn a_failure_half_way_through_add_leaves_nothing_behind() {
 #[tokio::test]
 async fn an_ipam_error_is_returned_as_is_and_nothing_is_created() {
     let mut t = Setup::new();
-    t.ipam = InProcessExec::new().with_fn("fake-ipam", |_cmd, _stdin| {
-        Err(cni_sdk::Error::try_again_later("no free addresses in 10.2.0.0/24"))
-    });
+    t.ipam = InProcessExec::new()
+        .with_fn("fake-ipam", |_cmd, _stdin| Err(cni_sdk::Error::try_again_later("no free addresses in 10.2.0.0/24")));
     let err = t.run(Command::Add).run().await.expect_error(ErrorCode::TryAgainLater);
     assert!(err.msg.contains("no free addresses"), "{err:?}");
     assert!(t.world.ops_of(OpKind::CreateVeth).is_empty());
