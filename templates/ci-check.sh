@@ -159,7 +159,7 @@ step "real namespaces: cnitool run with host-local IPAM"
 mkdir -p "$work/conf" "$work/ipam" "$work/cache"
 cat >"$work/conf/10-tplci.conflist" <<EOF
 {
-  "cniVersion": "1.1.0",
+  "cniVersion": "1.0.0",
   "name": "tplci-net",
   "plugins": [
     {
@@ -177,14 +177,15 @@ cat >"$work/conf/10-tplci.conflist" <<EOF
 }
 EOF
 cni_env=(NETCONFPATH="$work/conf" CNI_PATH="$plugin_dir:/usr/lib/cni" CNI_CACHE_DIR="$work/cache")
-# The plugin's "host" side is this namespace, not the machine's.
+# The plugin's "host" side is this namespace, not the machine's. (Debian's Go plugins support
+# spec versions up to 1.0.0, hence the conflist's version.)
 ip netns add "$node_ns"
 ip -n "$node_ns" link set lo up
 in_node() { nsenter --net="/var/run/netns/$node_ns" env "${cni_env[@]}" "$@"; }
 
 in_node "$cnitool" run --net tplci-net -- ip -j addr show >"$work/run.json"
 jq -e --arg p "$SUBNET_PREFIX." '
-	[.[] | select(.ifname == "eth0" and .mtu == 1400 and (.operstate == "UP" or .operstate == "LOWERLAYERDOWN" or .operstate == "UNKNOWN"))
+	[.[] | select(.ifname == "eth0" and .mtu == 1400 and (.flags | index("UP")))
 	     | .addr_info[] | select(.family == "inet" and (.local | startswith($p)) and .prefixlen == 24)] | length == 1
 ' "$work/run.json" >/dev/null || {
 	cat "$work/run.json"
