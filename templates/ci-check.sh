@@ -4,14 +4,16 @@
 #   bash templates/ci-check.sh
 #
 # 1. installs cargo-generate (pinned, the newest line that builds on our rustc) if missing;
-# 2. generates the template non-interactively into a temporary directory outside the
-#    workspace, twice (with IPAM delegation and with static addresses), with the cni-sdk
+# 2. generates the templates non-interactively into a temporary directory outside the
+#    workspace: templates/plugin twice (with IPAM delegation and with static addresses) and
+#    templates/ipam, with the cni-sdk
 #    dependency pointing at this checkout;
 # 3. runs `cargo fmt --check` and `cargo clippy --all-targets -D warnings` on each, builds the
 #    tests as root and runs the test binaries as uid/gid 65534, and prints the test counts
 #    ("template: N passed, 0 failed");
-# 4. builds the IPAM variant's plugin binary and cnitool, and drives the plugin for real with
-#    host-local IPAM: `cnitool run -- ip -j addr`, then add/check/del step by step. Everything
+# 4. builds the IPAM variant's plugin binary, the generated IPAM plugin and cnitool, and drives
+#    them for real: the plugin with Go's host-local (`cnitool run -- ip -j addr`, then
+#    add/check/del step by step) and with the generated IPAM plugin (`cnitool run`). Everything
 #    runs inside a private "node" network namespace, so the host's own network is not touched;
 #    afterwards no namespace, link, route or lease may be left.
 #
@@ -28,6 +30,7 @@ export CARGO_TERM_COLOR=never
 CARGO_GENERATE_VERSION=0.23.14
 NOBODY=65534
 SUBNET_PREFIX=10.231.7   # host-local range 10.231.7.0/24, only ever inside our namespaces
+SUBNET_PREFIX2=10.231.9  # the generated IPAM plugin's range
 
 step() { printf '\n--> template: %s (%ss)\n' "$*" "$SECONDS"; }
 fail() {
@@ -87,11 +90,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Generates the template into $work/$name with the given defines.
+# Generates template $1 into $work/$2 with the given defines.
 generate() {
-	local name=$1
-	shift
-	cargo-generate generate --path "$repo/templates/plugin" --name "$name" --destination "$work" \
+	local template=$1 name=$2
+	shift 2
+	cargo-generate generate --path "$repo/templates/$template" --name "$name" --destination "$work" \
 		--silent --vcs none --define sdk_path="$repo/cni-sdk" "$@"
 	[[ -f $work/$name/Cargo.toml ]] || fail "cargo-generate produced no $work/$name/Cargo.toml"
 	if grep -rn --exclude-dir=target -e '{{' -e '{%' "$work/$name" | grep -v '\${{' >&2; then
@@ -140,18 +143,21 @@ check_crate() {
 	done <<<"$exes"
 }
 
-step "generate (IPAM variant and static variant) into $work"
-generate tplci-ipam --define plugin_type=tplci-veth --define ipam=true
-generate tplci-static --define plugin_type=tplci-static --define ipam=false
+step "generate plugin (IPAM and static variants) and ipam templates into $work"
+generate plugin tplci-ipam --define plugin_type=tplci-veth --define ipam=true
+generate plugin tplci-static --define plugin_type=tplci-static --define ipam=false
+generate ipam tplci-leases --define plugin_type=tplci-leases
 check_crate tplci-ipam
 check_crate tplci-static
+check_crate tplci-leases
 echo "template: $passed_total passed, $failed_total failed"
 ((failed_total == 0 && passed_total > 0)) || fail "generated tests"
 
-step "build the plugin and cnitool"
+step "build the plugins and cnitool"
 (cd "$work/tplci-ipam" && CARGO_TARGET_DIR=$gen_target cargo build --quiet)
+(cd "$work/tplci-leases" && CARGO_TARGET_DIR=$gen_target cargo build --quiet)
 plugin_dir=$gen_target/debug
-[[ -x $plugin_dir/tplci-veth ]] || fail "no plugin binary in $plugin_dir"
+[[ -x $plugin_dir/tplci-veth && -x $plugin_dir/tplci-leases ]] || fail "no plugin binaries in $plugin_dir"
 CARGO_TARGET_DIR=$repo_target cargo build --quiet -p cnitool
 cnitool=$repo_target/debug/cnitool
 
@@ -176,6 +182,20 @@ cat >"$work/conf/10-tplci.conflist" <<EOF
   ]
 }
 EOF
+# The two generated plugins together: the veth plugin delegating to the generated IPAM plugin.
+cat >"$work/conf/20-tplci-own.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "tplci-own",
+  "plugins": [
+    {
+      "type": "tplci-veth",
+      "hostVethPrefix": "tplco",
+      "ipam": { "type": "tplci-leases", "subnet": "$SUBNET_PREFIX2.0/24", "dataDir": "$work/leases" }
+    }
+  ]
+}
+EOF
 cni_env=(NETCONFPATH="$work/conf" CNI_PATH="$plugin_dir:/usr/lib/cni" CNI_CACHE_DIR="$work/cache")
 # The plugin's "host" side is this namespace, not the machine's. (Debian's Go plugins support
 # spec versions up to 1.0.0, hence the conflist's version.)
@@ -194,6 +214,15 @@ jq -e --arg p "$SUBNET_PREFIX." '
 addr=$(jq -r '.[] | select(.ifname == "eth0") | .addr_info[] | select(.family == "inet") | .local' "$work/run.json")
 echo "template: cnitool run: eth0 got $addr/24 from host-local inside the namespace"
 
+step "real namespaces: cnitool run with both generated plugins (veth + generated IPAM)"
+in_node "$cnitool" run --net tplci-own -- ip -j addr show >"$work/run-own.json"
+jq -e --arg p "$SUBNET_PREFIX2." '[.[] | select(.ifname == "eth0") | .addr_info[]
+	| select(.family == "inet" and (.local | startswith($p)))] | length == 1' "$work/run-own.json" >/dev/null || {
+	cat "$work/run-own.json"
+	fail "cnitool run (tplci-own): eth0 without a $SUBNET_PREFIX2.x address"
+}
+echo "template: cnitool run: eth0 got $(jq -r '.[] | select(.ifname == "eth0") | .addr_info[] | select(.family == "inet") | .local' "$work/run-own.json") from the generated IPAM plugin"
+
 step "real namespaces: cnitool add / check / del"
 ip netns add "$ctr_ns"
 in_node "$cnitool" add tplci-net "/var/run/netns/$ctr_ns" >"$work/add.json"
@@ -201,31 +230,36 @@ jq -e '.ips[0].address | startswith("'"$SUBNET_PREFIX"'.")' "$work/add.json" >/d
 	cat "$work/add.json"
 	fail "ADD result has no address"
 }
-ip -n "$ctr_ns" route show default | grep -q "via $SUBNET_PREFIX.1 dev eth0" || fail "no default route in the container"
+# (Output is captured before grep: `cmd | grep -q` can fail under pipefail when grep exits early.)
+out=$(ip -n "$ctr_ns" route show default)
+grep -q "via $SUBNET_PREFIX.1 dev eth0" <<<"$out" || fail "no default route in the container: $out"
 host_veth=$(jq -r '.interfaces[0].name' "$work/add.json")
-ip -n "$node_ns" -o addr show dev "$host_veth" | grep -q "inet $SUBNET_PREFIX.1/32" || fail "gateway not on $host_veth"
-ip -n "$node_ns" route show | grep -q "$(jq -r '.ips[0].address | split("/")[0]' "$work/add.json") dev $host_veth" ||
-	fail "no host route to the container"
+out=$(ip -n "$node_ns" -o addr show dev "$host_veth")
+grep -q "inet $SUBNET_PREFIX.1/32" <<<"$out" || fail "gateway not on $host_veth: $out"
+out=$(ip -n "$node_ns" route show)
+grep -q "^$(jq -r '.ips[0].address | split("/")[0]' "$work/add.json") dev $host_veth" <<<"$out" ||
+	fail "no host route to the container: $out"
 ip -n "$ctr_ns" -4 route get "$SUBNET_PREFIX.1" >/dev/null || fail "gateway unroutable in the container"
 in_node "$cnitool" check tplci-net "/var/run/netns/$ctr_ns"
 echo "template: ADD and CHECK ok ($host_veth <-> eth0)"
 in_node "$cnitool" del tplci-net "/var/run/netns/$ctr_ns"
 in_node "$cnitool" del tplci-net "/var/run/netns/$ctr_ns" # idempotent
-ip -n "$ctr_ns" -o link show | grep -qv ': lo:' && fail "links left in the container after DEL"
+out=$(ip -n "$ctr_ns" -o link show)
+grep -v ': lo:' <<<"$out" && fail "links left in the container after DEL"
 ip netns del "$ctr_ns"
 
 step "nothing left behind"
 leftover_links=$(ip -n "$node_ns" -o link show | awk -F': ' '{print $2}' | grep -vx lo || true)
 [[ -z $leftover_links ]] || fail "links left in the node namespace: $leftover_links"
 [[ -z $(ip -n "$node_ns" route show) ]] || fail "routes left in the node namespace: $(ip -n "$node_ns" route show)"
-leases=$(find "$work/ipam" -type f -name "$SUBNET_PREFIX.*" 2>/dev/null || true)
+leases=$(find "$work/ipam" "$work/leases" -type f -name "10.231.*" 2>/dev/null || true)
 [[ -z $leases ]] || fail "host-local leases left: $leases"
 ip netns del "$node_ns"
 netns_after=$(ls /var/run/netns 2>/dev/null | sort || true)
 # Other jobs on this machine may create cnitool-* namespaces meanwhile: ours would hold the
 # plugin's eth0 with an address of our subnet.
 for ns in $(comm -13 <(echo "$netns_before") <(echo "$netns_after") | grep -E '^(cnitool-|tplci-)' || true); do
-	if [[ $ns == tplci-* ]] || ip -n "$ns" -o addr show 2>/dev/null | grep -q "inet $SUBNET_PREFIX\."; then
+	if [[ $ns == tplci-* ]] || grep -q "inet 10\.231\." <<<"$(ip -n "$ns" -o addr show 2>/dev/null)"; then
 		fail "namespace left: $ns"
 	fi
 done
