@@ -29,7 +29,22 @@
 //! the exact protocol behaviour, [`logging`] for log settings and [`testing`] for in-process
 //! tests.
 //!
+//! Beyond the dispatcher:
+//!
+//! * [`netns`] and [`net`]: network namespaces handled without ever switching an async worker,
+//!   and namespace-bound netlink handles with an in-memory fake ([`net::fake::FakeNetwork`]) for
+//!   tests that need no root;
+//! * [`delegate`] and [`exec`]: calling IPAM and other plugins, with rollback, timeouts and
+//!   in-process fakes;
+//! * [`daemon`]: a thin shim binary in front of a long-running daemon; [`multicall!`]: several
+//!   plugins in one binary;
+//! * [`runtime`]: the runtime side (a libcni equivalent) used by `cnitool`.
+//!
+//! Starting a new plugin: the cargo-generate template in `templates/plugin`. Porting an
+//! existing networking project: the [porting guide].
+//!
 //! [Container Network Interface]: https://github.com/containernetworking/cni
+//! [porting guide]: https://github.com/cni-rs/cni-rs/blob/main/docs/porting.md
 #![warn(missing_docs)]
 
 pub mod daemon;
@@ -162,6 +177,8 @@ pub use delegate::Delegate;
 pub use error::{Error, Result, ResultExt};
 pub use options::{DEFAULT_MAX_STDIN, PluginOptions};
 pub use plugin::{Command, Context, Plugin, UnknownCommand};
+/// The logging facade the SDK uses (see [`logging`]); plugins can log without their own dependency.
+pub use tracing;
 
 /// Runs `plugin` as this process: reads the environment and stdin, writes stdout, exits. What
 /// `#[cni_plugin]` generates; call it yourself for a hand-written `main`.

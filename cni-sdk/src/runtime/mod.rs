@@ -327,8 +327,8 @@ impl CniRuntime {
                 .open(&tmp)
                 .with_code(ErrorCode::IoFailure, "writing the cache")?;
             f.write_all(rec.to_go_json().as_bytes()).with_code(ErrorCode::IoFailure, "writing the cache")?;
-            f.sync_all().with_code(ErrorCode::IoFailure, "writing the cache")?;
         }
+        // Atomic replace, no fsync (as libcni): a torn file after a crash is tolerated by DEL.
         std::fs::rename(&tmp, &path).with_code(ErrorCode::IoFailure, "writing the cache")?;
         Ok(())
     }

@@ -176,6 +176,9 @@ fn main() {
         row[1],
         ratio(version_med[0].as_secs_f64(), version_med[1].as_secs_f64())
     );
+    let mut floor: Vec<Duration> = (0..rounds * 4).map(|_| exec(Path::new("/bin/true"), &[], b"").took).collect();
+    let floor = ms(percentile(&mut floor, 0.5));
+    out += &format!("| floor: fork+exec+wait of `/bin/true` from this harness (median) | {floor} | {floor} | – |\n");
 
     // 3. bridge + host-local ADD / DEL in a namespace, peak RSS of ADD.
     let data = tempfile::tempdir().expect("tempdir");
@@ -282,49 +285,58 @@ fn main() {
     if libcni.is_file() && ours_tool.is_file() {
         let confdir = tempfile::tempdir().expect("tempdir");
         let cache = tempfile::tempdir().expect("tempdir");
-        let list = json!({"cniVersion": "1.0.0", "name": "rtbench", "plugins": [
+        let bridge_list = json!({"cniVersion": "1.0.0", "name": "rtbench", "plugins": [
             {"type": "bridge", "bridge": "cnibench-rt", "ipam": {"type": "host-local", "subnet": "10.251.0.0/16", "dataDir": data.path()}},
             {"type": "loopback"}
         ]});
-        std::fs::write(confdir.path().join("10-rt.conflist"), list.to_string()).expect("write conflist");
-        let mut med = [Duration::ZERO; 2];
-        let mut rows = Vec::new();
-        for (i, tool) in [&ours_tool, &libcni].iter().enumerate() {
-            let mut t = Vec::new();
-            for r in 0..rounds {
-                let ns = format!("cnibench-rt-{r}");
-                netns_add(&ns);
-                let path = format!("/var/run/netns/{ns}");
-                let env = [
-                    ("NETCONFPATH", confdir.path().display().to_string()),
-                    ("CNI_PATH", GO_DIR.to_owned()),
-                    ("CNI_CACHE_DIR", cache.path().display().to_string()),
-                ];
-                let start = Instant::now();
-                for verb in ["add", "del"] {
-                    let st = Command::new(tool)
-                        .args([verb, "rtbench", &path])
-                        .env_clear()
-                        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-                        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-                        .stdout(Stdio::null())
-                        .status()
-                        .expect("cnitool");
-                    assert!(st.success(), "{} {verb} failed", tool.display());
+        let light_list = json!({"cniVersion": "1.0.0", "name": "rtlight", "plugins": [{"type": "loopback"}, {"type": "passthrough"}]});
+        std::fs::write(confdir.path().join("10-rt.conflist"), bridge_list.to_string()).expect("write conflist");
+        std::fs::write(confdir.path().join("20-light.conflist"), light_list.to_string()).expect("write conflist");
+        let cases = [
+            ("bridge+loopback, Go plugins", "rtbench", PathBuf::from(GO_DIR)),
+            ("bridge+loopback, our plugins", "rtbench", ours_dir.clone()),
+            ("loopback+passthrough (runtime-bound), our plugins", "rtlight", ours_dir.clone()),
+        ];
+        for (label, network, plugin_dir) in cases {
+            let mut med = [Duration::ZERO; 2];
+            let mut rows = Vec::new();
+            for (i, tool) in [&ours_tool, &libcni].iter().enumerate() {
+                let mut t = Vec::new();
+                for r in 0..rounds {
+                    let ns = format!("cnibench-rt-{r}");
+                    netns_add(&ns);
+                    let path = format!("/var/run/netns/{ns}");
+                    let env = [
+                        ("NETCONFPATH", confdir.path().display().to_string()),
+                        ("CNI_PATH", plugin_dir.display().to_string()),
+                        ("CNI_CACHE_DIR", cache.path().display().to_string()),
+                    ];
+                    let start = Instant::now();
+                    for verb in ["add", "del"] {
+                        let st = Command::new(tool)
+                            .args([verb, network, &path])
+                            .env_clear()
+                            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+                            .stdout(Stdio::null())
+                            .status()
+                            .expect("cnitool");
+                        assert!(st.success(), "{} {verb} {network} failed", tool.display());
+                    }
+                    t.push(start.elapsed());
+                    netns_del(&ns);
                 }
-                t.push(start.elapsed());
-                netns_del(&ns);
+                med[i] = percentile(&mut t, 0.5);
+                rows.push(format!("{} / {}", ms(med[i]), ms(percentile(&mut t, 0.95))));
             }
-            med[i] = percentile(&mut t, 0.5);
-            rows.push(format!("{} / {}", ms(med[i]), ms(percentile(&mut t, 0.95))));
+            let _ = Command::new("ip").args(["link", "del", "cnibench-rt"]).status();
+            out += &format!(
+                "| runtime: `cnitool add`+`del` vs libcni-cnitool, {label} | {} | {} | {} |\n",
+                rows[0],
+                rows[1],
+                ratio(med[0].as_secs_f64(), med[1].as_secs_f64())
+            );
         }
-        let _ = Command::new("ip").args(["link", "del", "cnibench-rt"]).status();
-        out += &format!(
-            "| runtime: `cnitool add`+`del`, bridge+loopback (Go plugins) | {} | {} (libcni-cnitool) | {} |\n",
-            rows[0],
-            rows[1],
-            ratio(med[0].as_secs_f64(), med[1].as_secs_f64())
-        );
     }
     print!("{out}");
 }
