@@ -269,7 +269,7 @@ async fn run(cli: &Cli, cni: &CniRuntime, names: &[String], command: &[String]) 
 /// when it was killed). Signals to cnitool are forwarded to the command.
 async fn exec_in(ns: &NamedNetns, command: &[String], signals: &AtomicI32) -> Result<u8, Error> {
     let netns = ns.netns().map_err(|e| Error::internal("cannot open the namespace").with_source(e))?;
-    let fd = netns.as_fd_raw();
+    let fd = std::os::fd::AsFd::as_fd(&netns).as_raw_fd();
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
     // SAFETY: setns is async-signal-safe; the fd stays open (owned by `netns`) until the child
@@ -301,16 +301,6 @@ async fn exec_in(ns: &NamedNetns, command: &[String], signals: &AtomicI32) -> Re
                 }
             }
         }
-    }
-}
-
-trait RawFdExt {
-    fn as_fd_raw(&self) -> i32;
-}
-
-impl RawFdExt for cni_sdk::netns::NetNs {
-    fn as_fd_raw(&self) -> i32 {
-        std::os::fd::AsFd::as_fd(self).as_raw_fd()
     }
 }
 
