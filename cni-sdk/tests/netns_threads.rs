@@ -164,7 +164,9 @@ async fn namespace_work_never_leaks_into_runtime_threads() {
                     let links = net.links().await.unwrap();
                     assert_eq!(links.len(), 1, "only lo in the throwaway namespace");
                     // The sysctl path runs on a namespace thread too.
-                    assert_eq!(net.sysctl("net.ipv4.ip_forward").await.unwrap(), "0");
+                    // (Its value is inherited from the host's, so only its shape is checked.)
+                    let forward = net.sysctl("net.ipv4.ip_forward").await.unwrap();
+                    assert!(forward == "0" || forward == "1", "{forward}");
                     ns.inode().unwrap()
                 });
             }
