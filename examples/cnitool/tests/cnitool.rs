@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cnitool");
 const GO_PLUGINS: &str = "/usr/lib/cni";
+const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
+/// The value before the first test touched anything (tests run in parallel).
+static ORIGINAL_FORWARDING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// Temp config/data/cache dirs and a bridge name; removes the bridge and stray namespaces.
 struct Env {
@@ -16,6 +19,8 @@ struct Env {
     data: tempfile::TempDir,
     cache: tempfile::TempDir,
     bridge: String,
+    /// The host's original IPv4 forwarding setting, restored on drop (gateway bridges turn it on).
+    forwarding: String,
 }
 
 impl Env {
@@ -25,6 +30,9 @@ impl Env {
             data: tempfile::tempdir().unwrap(),
             cache: tempfile::tempdir().unwrap(),
             bridge: format!("cnitest-{tag}"),
+            forwarding: ORIGINAL_FORWARDING
+                .get_or_init(|| std::fs::read_to_string(FORWARDING).unwrap_or_default())
+                .clone(),
         }
     }
 
@@ -72,6 +80,9 @@ impl Env {
 impl Drop for Env {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
+        if !self.forwarding.is_empty() {
+            let _ = std::fs::write(FORWARDING, &self.forwarding);
+        }
     }
 }
 

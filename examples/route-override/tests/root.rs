@@ -19,6 +19,7 @@ fn chained_after_go_bridge_through_cnitool_run() {
         "{} missing: run `cargo build -p cnitool` (cargo test --workspace does)",
         cnitool.display()
     );
+    let forwarding = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default();
     let conf = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
@@ -39,6 +40,8 @@ fn chained_after_go_bridge_through_cnitool_run() {
         .output()
         .unwrap();
     let _ = Command::new("ip").args(["link", "del", "cnitest-ro"]).status();
+    // The gateway bridge turned on forwarding in this (the host's) namespace: restore it.
+    let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", forwarding);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let routes: Value = serde_json::from_slice(&out.stdout).unwrap();
     let dsts: Vec<&str> = routes.as_array().unwrap().iter().map(|r| r["dst"].as_str().unwrap()).collect();
