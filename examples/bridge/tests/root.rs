@@ -259,6 +259,13 @@ fn del_with_missing_netns_releases_the_lease() {
     assert!(leases(data.path(), "brtest").is_empty());
     // Without addresses found, the chain is still removed by name.
     assert!(host.cni_nat_rules().is_empty(), "{:?}", host.cni_nat_rules());
+    // The kernel tears a dead namespace's devices down asynchronously (netns cleanup work).
+    for _ in 0..50 {
+        if host.link_names() == ["cnitest-br6"] {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(host.link_names(), ["cnitest-br6"], "the veth went with the namespace");
 }
 
