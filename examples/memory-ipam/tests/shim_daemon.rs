@@ -60,7 +60,8 @@ fn call(bin: &str, socket: &Path, cmd: &str, id: &str, netns: &str) -> (i32, Val
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(conf().to_string().as_bytes()).unwrap();
+    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(conf().to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     let doc = if out.stdout.is_empty() { Value::Null } else { serde_json::from_slice(&out.stdout).unwrap() };
     (out.status.code().unwrap(), doc)

@@ -29,7 +29,8 @@ fn exec(env: &[(&str, &str)], stdin: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn passthrough");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().expect("exited normally"),

@@ -160,7 +160,8 @@ fn sigkill_midway_then_del_cleans_up() {
     let mut child = cmd.spawn().unwrap();
     {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(c.to_string().as_bytes()).unwrap();
+        // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(c.to_string().as_bytes());
     }
     let start = Instant::now();
     while !marker.exists() {

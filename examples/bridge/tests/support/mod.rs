@@ -173,7 +173,8 @@ impl<'a> Call<'a> {
     pub fn run(&self) -> Output {
         use std::io::Write;
         let mut child = self.command().spawn().expect("spawn plugin");
-        child.stdin.take().unwrap().write_all(self.conf.as_bytes()).unwrap();
+        // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+        let _ = child.stdin.take().unwrap().write_all(self.conf.as_bytes());
         child.wait_with_output().unwrap()
     }
 

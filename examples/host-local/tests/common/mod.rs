@@ -62,7 +62,8 @@ pub fn spawn(bin: &str, env: &[(String, String)], stdin: &str) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
     child
 }
 

@@ -51,7 +51,8 @@ pub fn run(bin: &str, cmd: &str, netns: Option<&str>, version: &str) -> Run {
     }
     let mut child = c.spawn().unwrap();
     let conf = json!({"cniVersion": version, "name": "lo-net", "type": "loopback"});
-    child.stdin.take().unwrap().write_all(conf.to_string().as_bytes()).unwrap();
+    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(conf.to_string().as_bytes());
     let out = child.wait_with_output().unwrap();
     Run {
         code: out.status.code().unwrap(),
