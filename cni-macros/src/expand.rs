@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     const PLUGIN: &str = "impl Plugin for P { type Config = (); \
-        async fn add(&self, cx: &Context<()>) -> Result<CniResult> { todo!() } \
+        async fn add(&self, cx: &Context<()>) -> Result<CniResult> { Ok(CniResult::default()) } \
         async fn del(&self, cx: &Context<()>) -> Result<()> { Ok(()) } \
         async fn check(&self, cx: &Context<()>) -> Result<()> { Ok(()) } }";
 
@@ -176,7 +176,7 @@ mod tests {
     fn every_problem_is_reported_once() {
         let item = quote! {
             impl Plugin for P {
-                fn add(&self, cx: &Context<()>) -> Result<CniResult> { todo!() }
+                fn add(&self, cx: &Context<()>) -> Result<CniResult> { Ok(CniResult::default()) }
             }
         };
         let out = expand(quote!(about = 1, versions = []), item);
@@ -234,7 +234,7 @@ mod tests {
             impl Plugin for P {
                 type Config = ();
                 fn add(&self, cx: &Context<()>) -> impl Future<Output = Result<CniResult>> {
-                    async { todo!() }
+                    async { Ok(CniResult::default()) }
                 }
                 async fn del(&self, cx: &Context<()>) -> Result<()> { Ok(()) }
                 async fn check(&self, cx: &Context<()>) -> Result<()> { Ok(()) }
