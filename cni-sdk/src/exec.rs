@@ -296,6 +296,16 @@ impl InProcessExec {
         self
     }
 
+    /// Serves `plugin_type` as a fake IPAM plugin: `result` on ADD (in the request's version),
+    /// success without output for every other verb.
+    #[must_use]
+    pub fn with_ipam_result(self, plugin_type: &str, result: CniResult) -> Self {
+        self.with_fn(plugin_type, move |cmd, _| match cmd {
+            Command::Add => Ok(Some(result.clone())),
+            _ => Ok(None),
+        })
+    }
+
     /// Serves `plugin_type` with a real [`Plugin`] value, run through the same dispatcher as a
     /// binary (on a dedicated thread with its own current-thread runtime).
     #[must_use]

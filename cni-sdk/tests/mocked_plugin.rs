@@ -77,15 +77,10 @@ impl Plugin for VethBridge {
 }
 
 fn fake_ipam() -> InProcessExec {
-    InProcessExec::new().with_fn("fake-ipam", |cmd, _| match cmd {
-        Command::Add => {
-            let mut r = CniResult::default();
-            let gw = Some("10.250.0.1".parse().unwrap());
-            r.ips.push(IpConfig { gateway: gw, ..IpConfig::new("10.250.0.2/24".parse().unwrap()) });
-            Ok(Some(r))
-        }
-        _ => Ok(None),
-    })
+    let mut r = CniResult::default();
+    let gw = Some("10.250.0.1".parse().unwrap());
+    r.ips.push(IpConfig { gateway: gw, ..IpConfig::new("10.250.0.2/24".parse().unwrap()) });
+    InProcessExec::new().with_ipam_result("fake-ipam", r)
 }
 
 fn conf(version: SpecVersion) -> serde_json::Value {

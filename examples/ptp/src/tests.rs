@@ -27,10 +27,7 @@ fn ipam_result(ips: &[(&str, Option<&str>)], routes: &[(&str, Option<&str>)]) ->
 }
 
 fn ipam_with(result: CniResult) -> InProcessExec {
-    InProcessExec::new().with_fn("fake-ipam", move |cmd, _| match cmd {
-        Command::Add => Ok(Some(result.clone())),
-        _ => Ok(None),
-    })
+    InProcessExec::new().with_ipam_result("fake-ipam", result)
 }
 
 fn default_ipam() -> InProcessExec {
