@@ -384,6 +384,43 @@ impl Outcome {
     }
 }
 
+/// Execs a plugin binary the way a runtime does: a cleared environment with just `env`, `stdin`
+/// written to it (a plugin that exits before reading it is fine), stdout and stderr captured.
+///
+/// # Panics
+/// When the binary cannot be started or is killed by a signal.
+pub fn run_binary<I, K, V>(bin: impl AsRef<std::path::Path>, env: I, stdin: &[u8]) -> Outcome
+where
+    I: IntoIterator<Item = (K, V)>,
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let bin = bin.as_ref();
+    let mut child = Command::new(bin)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
+    let _ = child.stdin.take().expect("piped").write_all(stdin);
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("waiting for {}: {e}", bin.display()));
+    let version = serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_default();
+    Outcome {
+        exit_code: out.status.code().unwrap_or_else(|| panic!("{} was killed: {}", bin.display(), out.status)),
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        version,
+    }
+}
+
 /// Runs `test` once per spec version, oldest first.
 pub async fn for_each_version<F, Fut>(test: F)
 where

@@ -1,9 +1,8 @@
 //! The shim and daemon binaries as real processes over a unix socket (no root needed).
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -47,24 +46,17 @@ fn conf() -> Value {
 }
 
 fn call(bin: &str, socket: &Path, cmd: &str, id: &str, netns: &str) -> (i32, Value) {
-    let mut child = Command::new(bin)
-        .env_clear()
-        .env("CNI_DAEMON_SOCKET", socket)
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/opt/cni/bin")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(conf().to_string().as_bytes());
-    let out = child.wait_with_output().unwrap();
-    let doc = if out.stdout.is_empty() { Value::Null } else { serde_json::from_slice(&out.stdout).unwrap() };
-    (out.status.code().unwrap(), doc)
+    let socket = socket.to_str().unwrap();
+    let env = [
+        ("CNI_DAEMON_SOCKET", socket),
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", id),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ];
+    let out = cni_sdk::testing::run_binary(bin, env, conf().to_string().as_bytes());
+    (out.exit_code, out.document().unwrap_or(Value::Null))
 }
 
 const SHIM: &str = env!("CARGO_BIN_EXE_memory-ipam");

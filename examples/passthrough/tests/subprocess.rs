@@ -1,8 +1,5 @@
 //! Execs the real `passthrough` binary with a real environment and stdin.
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
-
 use serde_json::{Value, json};
 
 const VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
@@ -21,22 +18,8 @@ impl Run {
 }
 
 fn exec(env: &[(&str, &str)], stdin: &str) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_passthrough"))
-        .env_clear()
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn passthrough");
-    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().expect("exited normally"),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    let out = cni_sdk::testing::run_binary(env!("CARGO_BIN_EXE_passthrough"), env.iter().copied(), stdin.as_bytes());
+    Run { code: out.exit_code, stdout: out.stdout_text(), stderr: out.stderr }
 }
 
 fn base(cmd: &'static str) -> Vec<(&'static str, &'static str)> {

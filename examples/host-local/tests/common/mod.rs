@@ -77,7 +77,8 @@ pub fn wait(child: Child) -> Run {
 }
 
 pub fn exec(bin: &str, env: &[(String, String)], stdin: &str) -> Run {
-    wait(spawn(bin, env, stdin))
+    let out = cni_sdk::testing::run_binary(bin, env.iter().map(|(k, v)| (k, v)), stdin.as_bytes());
+    Run { code: out.exit_code, stdout: out.stdout_text(), stderr: out.stderr }
 }
 
 /// Runs a verb for (id, ifname).

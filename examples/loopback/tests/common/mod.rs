@@ -1,9 +1,8 @@
 //! Helpers shared by the loopback subprocess tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use cni_sdk::netns::TempNetns;
@@ -37,28 +36,12 @@ impl Run {
 
 /// Runs `bin` for `cmd` in the namespace at `netns` (`None`: `CNI_NETNS` unset).
 pub fn run(bin: &str, cmd: &str, netns: Option<&str>, version: &str) -> Run {
-    let mut c = Command::new(bin);
-    c.env_clear()
-        .env("CNI_COMMAND", cmd)
-        .env("CNI_CONTAINERID", "ctr-lo")
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/nonexistent")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(ns) = netns {
-        c.env("CNI_NETNS", ns);
-    }
-    let mut child = c.spawn().unwrap();
+    let mut env =
+        vec![("CNI_COMMAND", cmd), ("CNI_CONTAINERID", "ctr-lo"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/nonexistent")];
+    env.extend(netns.map(|ns| ("CNI_NETNS", ns)));
     let conf = json!({"cniVersion": version, "name": "lo-net", "type": "loopback"});
-    // A plugin may exit before reading stdin (an early error): a broken pipe is fine.
-    let _ = child.stdin.take().unwrap().write_all(conf.to_string().as_bytes());
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8(out.stdout).unwrap(),
-        stderr: String::from_utf8(out.stderr).unwrap(),
-    }
+    let out = cni_sdk::testing::run_binary(bin, env, conf.to_string().as_bytes());
+    Run { code: out.exit_code, stdout: out.stdout_text(), stderr: out.stderr }
 }
 
 /// A fresh namespace with a unique name (removed on drop).
