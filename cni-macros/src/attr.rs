@@ -21,13 +21,15 @@ mod kw {
     syn::custom_keyword!(versions);
     syn::custom_keyword!(go_strict);
     syn::custom_keyword!(init);
+    syn::custom_keyword!(name);
+    syn::custom_keyword!(main);
 }
 
 /// The spec versions `versions = [...]` accepts, oldest first.
 const SPEC_VERSIONS: [&str; 7] = ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The option names, for "expected one of" messages.
-const OPTIONS: &str = "`about`, `versions`, `go_strict`, `init`, `crate`";
+const OPTIONS: &str = "`about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`";
 
 /// The options as written, each with the tokens it came from.
 #[derive(Default)]
@@ -40,6 +42,10 @@ pub(crate) struct Config {
     pub(crate) go_strict: Option<LitBool>,
     /// `init = ...`.
     pub(crate) init: Option<Init>,
+    /// `name = "..."`: the name the plugin is installed under.
+    pub(crate) name: Option<LitStr>,
+    /// `main = true|false`: whether to write `fn main`.
+    pub(crate) main: Option<LitBool>,
     /// `crate = "..."` or `crate = path`.
     pub(crate) krate: Option<Path>,
 }
@@ -134,6 +140,25 @@ impl Config {
                 |input| Ok(Init::from_expr(input.parse()?)),
             )?;
             set_once(&mut self.init, value, key.span, "init")
+        } else if lookahead.peek(kw::name) {
+            let key: kw::name = input.parse()?;
+            let value = parse_value(input, key.span, "name", "a string literal", EXAMPLE_NAME, |input| {
+                input.parse::<LitStr>()
+            })?;
+            let text = value.value();
+            if text.is_empty() || text.contains(['/', '\0']) || text.chars().any(char::is_whitespace) {
+                return Err(syn::Error::new(
+                    value.span(),
+                    format!("`name` must be a plugin binary name (not empty, no `/` or spaces), e.g. `{EXAMPLE_NAME}`"),
+                ));
+            }
+            set_once(&mut self.name, value, key.span, "name")
+        } else if lookahead.peek(kw::main) {
+            let key: kw::main = input.parse()?;
+            let value = parse_value(input, key.span, "main", "`true` or `false`", EXAMPLE_MAIN, |input| {
+                input.parse::<LitBool>()
+            })?;
+            set_once(&mut self.main, value, key.span, "main")
         } else if lookahead.peek(Token![crate]) {
             let key: Token![crate] = input.parse()?;
             let value =
@@ -151,7 +176,8 @@ impl Config {
                 "version" => "; did you mean `versions`?",
                 "strict" | "gostrict" => "; did you mean `go_strict`?",
                 "init_fn" | "new" | "constructor" => "; did you mean `init`?",
-                "name" | "description" => "; did you mean `about`?",
+                "description" | "help" => "; did you mean `about`?",
+                "no_main" | "lib" | "bin" => "; did you mean `main = false`?",
                 "cni_sdk" | "krate" => "; did you mean `crate`?",
                 _ => "",
             };
@@ -167,6 +193,8 @@ const EXAMPLE_VERSIONS: &str = "versions = [\"1.0.0\", \"1.1.0\"]";
 const EXAMPLE_GO_STRICT: &str = "go_strict = true";
 const EXAMPLE_INIT: &str = "init = MyPlugin::new";
 const EXAMPLE_CRATE: &str = "crate = \"my_crate::cni_sdk\"";
+const EXAMPLE_NAME: &str = "name = \"my-plugin\"";
+const EXAMPLE_MAIN: &str = "main = false";
 
 /// Parses `= <value>` after option `name`, turning a missing `=` or a malformed value into
 /// an error that shows the expected form.
@@ -375,10 +403,27 @@ mod tests {
         let (_, errors) = parse(quote!(foo = 1));
         assert_eq!(
             errors,
-            ["unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"]
+            ["unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"]
         );
         let (_, errors) = parse(quote!(version = ["1.0.0"]));
         assert!(errors[0].ends_with("did you mean `versions`?"), "{errors:?}");
+    }
+
+    #[test]
+    fn name_and_main() {
+        let config = parse_ok(quote!(name = "host-local", main = false));
+        assert_eq!(config.name.unwrap().value(), "host-local");
+        assert!(!config.main.unwrap().value);
+        let (_, errors) = parse(quote!(name = "a b", main = "no"));
+        assert_eq!(
+            errors,
+            [
+                "`name` must be a plugin binary name (not empty, no `/` or spaces), e.g. `name = \"my-plugin\"`",
+                "`main` expects `true` or `false`, e.g. `main = false`",
+            ]
+        );
+        let (_, errors) = parse(quote!(no_main));
+        assert!(errors[0].ends_with("did you mean `main = false`?"), "{errors:?}");
     }
 
     #[test]
@@ -450,6 +495,9 @@ mod tests {
     #[test]
     fn not_an_option_at_all() {
         let (_, errors) = parse(quote!("about"));
-        assert_eq!(errors, ["expected one of: `about`, `versions`, `go_strict`, `init`, `crate`"]);
+        assert_eq!(
+            errors,
+            ["expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"]
+        );
     }
 }

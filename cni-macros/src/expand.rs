@@ -1,4 +1,5 @@
-//! Turns the checked options and item into tokens: the item unchanged, plus `fn main`.
+//! Turns the checked options and item into tokens: the item unchanged, its `PluginEntry`
+//! impl, and `fn main` (unless `main = false`).
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -10,40 +11,54 @@ use crate::item;
 
 /// Expands `#[cni_plugin(args)] item`.
 ///
-/// On success: the item unchanged, followed by a `fn main` that hands the plugin to
-/// `cni_sdk::__private::main`. On errors: the item (repaired where that avoids duplicate
-/// errors, so IDEs keep working), one `compile_error!` per problem and an empty `fn main`
-/// so rustc does not add "`main` function not found".
+/// On success: the item unchanged, followed by `impl cni_sdk::PluginEntry for T` (name,
+/// options, constructor) and a `fn main` that runs it through `cni_sdk::__private::run`. On
+/// errors: the item (repaired where that avoids duplicate errors, so IDEs keep working), one
+/// `compile_error!` per problem and an empty `fn main` (when one is wanted) so rustc does not
+/// add "`main` function not found".
 pub(crate) fn plugin(args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::new();
     let config = Config::parse(args, &mut errors);
     let krate = config.crate_path();
+    let wants_main = config.main.as_ref().is_none_or(|m| m.value);
 
     let parsed = match syn::parse2::<Item>(item.clone()) {
         Ok(parsed) => parsed,
         Err(error) => {
             errors.push(error);
-            return with_errors(item, errors, true);
+            return with_errors(item, errors, wants_main);
         }
     };
     let checked = item::check(parsed, &krate, &mut errors);
     match checked.plugin {
         Some(plugin) if errors.is_empty() => {
-            let main = main_fn(&config, &krate, &plugin);
+            let entry = entry_impl(&config, &krate, &plugin);
+            let main = wants_main.then(|| {
+                quote! {
+                    fn main() {
+                        #krate::__private::run::<#plugin>()
+                    }
+                }
+            });
             quote! {
                 #item
+                #entry
                 #main
             }
         }
-        _ => with_errors(checked.item, errors, !checked.is_main),
+        _ => with_errors(checked.item, errors, wants_main && !checked.is_main),
     }
 }
 
-/// The generated `fn main`.
-fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStream {
+/// `impl PluginEntry for T`: the name, the options and the constructor.
+fn entry_impl(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStream {
     let init = match &config.init {
         Some(init) => init.to_expr(),
         None => quote!(#krate::__private::default_plugin::<#plugin>()),
+    };
+    let name = match &config.name {
+        Some(name) => quote!(#name),
+        None => quote!(::core::env!("CARGO_PKG_NAME")),
     };
     let about = match &config.about {
         Some(about) => quote!(#about),
@@ -61,15 +76,17 @@ fn main_fn(config: &Config, krate: &syn::Path, plugin: &syn::Type) -> TokenStrea
         None => quote!(::core::option::Option::None),
     };
     let go_strict = config.go_strict.as_ref().map_or_else(|| quote!(false), |strict| quote!(#strict));
-    // `pub(crate)` so a multi-call binary (`cni_sdk::multicall!`) can call it from a module.
     quote! {
-        pub(crate) fn main() {
-            // The annotation aims a wrong `init` at the user's expression and type.
-            let plugin: #plugin = #init;
-            #krate::__private::main::<#plugin>(
-                plugin,
-                #krate::__private::options(#about, #versions, #go_strict),
-            )
+        impl #krate::PluginEntry for #plugin {
+            const NAME: &'static str = #name;
+            fn options() -> #krate::PluginOptions {
+                #krate::__private::options(#about, #versions, #go_strict)
+            }
+            fn create() -> Self {
+                // The annotation aims a wrong `init` at the user's expression and type.
+                let plugin: #plugin = #init;
+                plugin
+            }
         }
     }
 }
@@ -111,10 +128,9 @@ mod tests {
         let item = plugin_item();
         let expected = quote! {
             #item
-            pub(crate) fn main() {
-                let plugin: P = ::cni_sdk::__private::default_plugin::<P>();
-                ::cni_sdk::__private::main::<P>(
-                    plugin,
+            impl ::cni_sdk::PluginEntry for P {
+                const NAME: &'static str = ::core::env!("CARGO_PKG_NAME");
+                fn options() -> ::cni_sdk::PluginOptions {
                     ::cni_sdk::__private::options(
                         ::core::concat!(
                             "CNI ",
@@ -124,8 +140,15 @@ mod tests {
                         ),
                         ::core::option::Option::None,
                         false
-                    ),
-                )
+                    )
+                }
+                fn create() -> Self {
+                    let plugin: P = ::cni_sdk::__private::default_plugin::<P>();
+                    plugin
+                }
+            }
+            fn main() {
+                ::cni_sdk::__private::run::<P>()
             }
         };
         assert_eq!(expand(TokenStream::new(), plugin_item()), expected.to_string());
@@ -136,21 +159,24 @@ mod tests {
         let item = plugin_item();
         let expected = quote! {
             #item
-            pub(crate) fn main() {
-                let plugin: P = P::new();
-                ::my::sdk::__private::main::<P>(
-                    plugin,
+            impl ::my::sdk::PluginEntry for P {
+                const NAME: &'static str = "p";
+                fn options() -> ::my::sdk::PluginOptions {
                     ::my::sdk::__private::options(
                         "CNI p v1",
                         ::core::option::Option::Some(&["0.4.0", "1.1.0"]),
                         true
-                    ),
-                )
+                    )
+                }
+                fn create() -> Self {
+                    let plugin: P = P::new();
+                    plugin
+                }
             }
         };
         let args = quote! {
-            about = "CNI p v1", versions = ["0.4.0", "1.1.0"], go_strict,
-            init = P::new, crate = "::my::sdk"
+            about = "CNI p v1", name = "p", versions = ["0.4.0", "1.1.0"], go_strict,
+            init = P::new, main = false, crate = "::my::sdk"
         };
         assert_eq!(expand(args, plugin_item()), expected.to_string());
     }
@@ -160,6 +186,13 @@ mod tests {
         let out = expand(quote!(init = P { n: 1 }, go_strict = false), plugin_item());
         assert!(out.contains("let plugin : P = P { n : 1 } ;"), "{out}");
         assert!(out.contains(":: core :: option :: Option :: None , false)"), "{out}");
+    }
+
+    #[test]
+    fn no_main_after_errors_when_main_is_off() {
+        let out = expand(quote!(foo, main = false), plugin_item());
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(!out.contains("fn main"), "{out}");
     }
 
     #[test]

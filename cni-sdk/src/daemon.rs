@@ -61,8 +61,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::dispatch::{self, Invocation, Services};
-use crate::{Command, Context, Error, Plugin, PluginOptions, Result};
+use crate::dispatch::{self, Invocation};
+use crate::{Command, Context, Error, Plugin, PluginOptions, Result, Services};
 
 /// The frame magic.
 pub const MAGIC: [u8; 4] = *b"CNID";
@@ -217,7 +217,7 @@ impl<P: Plugin + 'static> Daemon<P> {
             socket: None,
             timeout: Duration::from_secs(120),
             max_frame: DEFAULT_MAX_FRAME,
-            services: Services::default(),
+            services: Services::system(),
         }
     }
 }

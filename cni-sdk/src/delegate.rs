@@ -17,22 +17,21 @@
 //! Delegates get the calling plugin's whole environment with `CNI_COMMAND` replaced (as Go's
 //! `invoke.Delegate*`), the configuration bytes the plugin received on stdin, and their stderr is
 //! passed through. Plugins are found in `CNI_PATH` with libcni's rules, or served in-process in
-//! tests (see [`crate::exec::InProcessExec`] and [`crate::testing::PluginTest::exec`]).
+//! tests (see `cni_sdk::testing::InProcessExec`, feature `test-util`).
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
-use cni_types::{CniResult, ErrorCode, SpecVersion};
+use cni_types::{CniResult, SpecVersion};
 
-use crate::exec::{self, DEFAULT_TIMEOUT, Exec, ExecRequest};
+use crate::exec::{self, DEFAULT_TIMEOUT, ExecRequest, SharedExec};
 use crate::{Command, Context, Error, Result};
 
 /// A call to another plugin, built from a [`Context`].
 #[must_use = "a Delegate does nothing until one of its verbs is awaited"]
 pub struct Delegate<'a> {
     plugin_type: String,
-    exec: Arc<dyn Exec>,
+    exec: SharedExec,
     env: &'a std::collections::BTreeMap<String, String>,
     cni_path: &'a [std::path::PathBuf],
     stdin: Vec<u8>,
@@ -55,7 +54,7 @@ impl<C> Context<C> {
     pub fn delegate(&self, plugin_type: &str) -> Delegate<'_> {
         Delegate {
             plugin_type: plugin_type.to_owned(),
-            exec: self.exec.clone(),
+            exec: self.services.exec.clone(),
             env: &self.env,
             cni_path: &self.cni_path,
             stdin: self.raw_config.to_vec(),
@@ -115,7 +114,7 @@ impl Delegate<'_> {
         tracing::debug!(plugin = %self.plugin_type, verb = %cmd, "delegating");
         let out = self
             .exec
-            .exec(request)
+            .exec_boxed(request)
             .await
             .map_err(|e| e.context(format!("delegating {cmd} to {:?}", self.plugin_type)))?;
         exec::check_output(&self.plugin_type, &out)
@@ -161,20 +160,13 @@ impl Delegate<'_> {
                 Ok(()) => Err(e),
                 Err(del) => {
                     tracing::warn!(plugin = %self.plugin_type, error = %del, "rollback DEL failed");
-                    let code = e.code();
                     let details = match e.details() {
                         Some(d) => format!("{d}; rollback DEL of {:?} also failed: {del}", self.plugin_type),
                         None => format!("rollback DEL of {:?} also failed: {del}", self.plugin_type),
                     };
-                    let msg = e.message().to_owned();
-                    Err(Error::new(code, msg).with_details(details))
+                    Err(Error::from_kind(e.kind(), e.message()).with_code(e.code()).with_details(details))
                 }
             },
         }
     }
-}
-
-/// Whether an error from a delegate means "not found", so DEL may treat it as done.
-pub fn is_plugin_missing(e: &Error) -> bool {
-    e.code() == ErrorCode::InvalidNetworkConfig && e.message().starts_with("failed to find plugin")
 }

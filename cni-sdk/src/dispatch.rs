@@ -30,15 +30,12 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cni_types::{CniArgs, CniResult, ErrorCode, NetworkConfig, Semver, SpecVersion, VersionInfo, ident};
+use cni_types::{CniArgs, CniResult, ErrorCode, NetworkConfig, SpecVersion, VersionInfo, ident};
 use futures_util::FutureExt as _;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use crate::exec::{Exec, ProcessExec};
-use crate::net::{KernelNet, NetProvider};
-use crate::plugin::{Command, Context, Plugin};
-use crate::{Error, PluginOptions};
+use crate::{Command, Context, Error, Plugin, PluginOptions, Services};
 
 /// Exit code of a successful run.
 pub const EXIT_SUCCESS: i32 = 0;
@@ -63,25 +60,9 @@ impl std::fmt::Debug for Invocation<'_> {
     }
 }
 
-/// What plugin code reaches the outside world through; replaced by fakes in tests.
-#[derive(Clone, Debug)]
-pub struct Services {
-    /// Runs delegated plugins.
-    pub exec: Arc<dyn Exec>,
-    /// Hands out network handles for the host and container namespaces.
-    pub net: Arc<dyn NetProvider>,
-}
-
-impl Default for Services {
-    /// Real processes and namespaces.
-    fn default() -> Self {
-        Self { exec: Arc::new(ProcessExec::new()), net: Arc::new(KernelNet) }
-    }
-}
-
 /// Runs `plugin` for one invocation with real services and returns the process exit code.
 pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>) -> i32 {
-    run_with(plugin, options, io, Services::default()).await
+    run_with(plugin, options, io, Services::system()).await
 }
 
 /// Runs `plugin` for one invocation with the given services and returns the exit code.
@@ -160,7 +141,7 @@ fn required(cmd: Command, strict: bool) -> [bool; 4] {
         Command::Del => [true, false, true, strict],
         Command::Gc => [false, false, false, true],
         Command::Status => [false, false, false, strict],
-        Command::Version => [false; 4],
+        _ => [false; 4],
     }
 }
 
@@ -181,7 +162,7 @@ async fn run_inner<P: Plugin>(
         let _ = writeln!(stderr, "{}\nCNI protocol versions supported: {}", options.about(), versions.join(", "));
         return Ok(Output::Nothing);
     };
-    let cmd: Command = raw_cmd.parse().map_err(|e: crate::plugin::UnknownCommand| {
+    let cmd: Command = raw_cmd.parse().map_err(|e: cni_types::UnknownCommand| {
         fail(Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()), &newest)
     })?;
 
@@ -285,8 +266,7 @@ async fn run_inner<P: Plugin>(
         version,
         raw_config: Arc::from(raw),
         env: Arc::new(env),
-        exec: services.exec,
-        net: services.net,
+        services,
     };
     let outcome = AssertUnwindSafe(call(plugin, &cx)).catch_unwind().await;
     match outcome {
@@ -315,7 +295,7 @@ async fn call<P: Plugin>(plugin: &P, cx: &Context<P::Config>) -> crate::Result<O
         Command::Check => plugin.check(cx).await.map(|()| None),
         Command::Gc => plugin.gc(cx).await.map(|()| None),
         Command::Status => plugin.status(cx).await.map(|()| None),
-        Command::Version => Ok(None),
+        _ => Ok(None),
     }
 }
 
@@ -355,28 +335,13 @@ fn version_reply(options: &PluginOptions, stdin: &mut dyn Read) -> Value {
         .expect("VERSION replies serialise")
 }
 
-/// The version gate of each verb.
+/// The version gate of each verb (the rule itself lives in [`cni_types::negotiate`]).
 fn negotiate(cmd: Command, config_version: &str, options: &PluginOptions) -> Result<SpecVersion, Error> {
-    let supported = options.supported_versions();
-    let floor = match cmd {
-        Command::Check => Some(SpecVersion::V0_4_0),
-        Command::Gc | Command::Status => Some(SpecVersion::V1_1_0),
-        _ => None,
-    };
-    if let Some(floor) = floor {
-        let parsed =
-            Semver::parse(config_version).map_err(|e| Error::new(ErrorCode::DecodingFailure, e.to_string()))?;
-        if parsed < floor.semver() {
-            return Err(Error::new(ErrorCode::IncompatibleCniVersion, format!("config version does not allow {cmd}")));
+    cni_types::negotiate(cmd, config_version, options.supported_versions()).map_err(|e| {
+        let err = Error::new(e.code(), e.to_string());
+        match e.details() {
+            Some(d) => err.with_details(d),
+            None => err,
         }
-        if !supported.iter().any(|v| v.semver() >= parsed) {
-            return Err(Error::new(ErrorCode::IncompatibleCniVersion, format!("plugin version does not allow {cmd}")));
-        }
-    }
-    let effective = if config_version.is_empty() { "0.1.0" } else { config_version };
-    supported.iter().copied().find(|v| v.as_str() == effective).ok_or_else(|| {
-        let list: Vec<String> = supported.iter().map(|v| format!("{:?}", v.as_str())).collect();
-        Error::new(ErrorCode::IncompatibleCniVersion, "incompatible CNI versions")
-            .with_details(format!("config is {effective:?}, plugin supports [{}]", list.join(" ")))
     })
 }

@@ -47,6 +47,8 @@
 //! [porting guide]: https://github.com/cni-rs/cni-rs/blob/main/docs/porting.md
 #![warn(missing_docs)]
 
+mod context;
+#[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod delegate;
 pub mod dispatch;
@@ -58,7 +60,10 @@ pub mod net;
 pub mod netns;
 mod options;
 mod plugin;
+#[cfg(feature = "runtime")]
 pub mod runtime;
+mod services;
+#[cfg(feature = "test-util")]
 pub mod testing;
 
 #[doc(hidden)]
@@ -170,49 +175,69 @@ pub mod __private;
 #[doc(inline)]
 pub use cni_macros::cni_plugin;
 pub use cni_types::{
-    self as types, Attachment, CniArgs, CniError, CniResult, Dns, ErrorCode, Interface, IpConfig, NetworkConfig, Route,
-    RuntimeConfig, SpecVersion,
+    self as types, Attachment, CniArgs, CniError, CniResult, Command, Dns, ErrorCode, Interface, IpConfig,
+    NetworkConfig, Route, RuntimeConfig, SpecVersion, UnknownCommand,
 };
+pub use context::Context;
 pub use delegate::Delegate;
-pub use error::{Error, Result, ResultExt};
+pub use error::{Error, ErrorKind, Result, ResultExt};
 pub use options::{DEFAULT_MAX_STDIN, PluginOptions};
-pub use plugin::{Command, Context, Plugin, UnknownCommand};
+pub use plugin::{Plugin, PluginEntry};
+pub use services::Services;
 /// The logging facade the SDK uses (see [`logging`]); plugins can log without their own dependency.
 pub use tracing;
 
-/// Runs `plugin` as this process: reads the environment and stdin, writes stdout, exits. What
-/// `#[cni_plugin]` generates; call it yourself for a hand-written `main`.
+/// Runs `plugin` as this process: reads the environment and stdin, writes stdout, exits. For a
+/// hand-written `main`; plugin types made with `#[cni_plugin]` use [`run`].
 pub fn plugin_main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
     __private::main(plugin, options)
+}
+
+/// Runs the plugin type `P` (made with `#[cni_plugin]`) as this process.
+pub fn run<P: PluginEntry>() -> ! {
+    __private::run::<P>()
+}
+
+/// Writes the `main` of a binary that runs a plugin type defined in a library crate.
+///
+/// ```ignore
+/// // src/main.rs of the `bridge` package; the plugin lives in src/lib.rs with
+/// // `#[cni_plugin(..., main = false)]`.
+/// cni_sdk::main!(bridge::Bridge);
+/// ```
+#[macro_export]
+macro_rules! main {
+    ($plugin:ty $(,)?) => {
+        fn main() {
+            $crate::run::<$plugin>()
+        }
+    };
 }
 
 /// Builds one binary that contains several plugins and runs the one it was invoked as
 /// (`argv[0]`, i.e. the name of a symlink or hardlink in `CNI_PATH`), like busybox.
 ///
-/// Each entry names a plugin and the `main.rs` of a package written with `#[cni_plugin]`
-/// (paths are relative to the file using the macro). The generated `main` of each plugin
-/// becomes a module function; nothing else changes in the plugin packages.
+/// Each entry is a plugin type made with `#[cni_plugin]` (usually from a library crate); its
+/// [`PluginEntry::NAME`] is the name it answers to.
 ///
 /// ```ignore
 /// // examples/cni-plugins/src/main.rs
 /// cni_sdk::multicall! {
 ///     "cni-plugins";
-///     "bridge" => bridge @ "../../bridge/src/main.rs",
-///     "loopback" => loopback @ "../../loopback/src/main.rs",
+///     bridge::Bridge,
+///     loopback::Loopback,
 /// }
 /// ```
 ///
 /// Invoked under its own name, the first argument selects the plugin (`cni-plugins bridge`).
 #[macro_export]
 macro_rules! multicall {
-    ($binary:literal; $($name:literal => $module:ident @ $path:tt),+ $(,)?) => {
-        $(
-            #[path = $path]
-            #[allow(dead_code, unreachable_pub, missing_docs)]
-            mod $module;
-        )+
+    ($binary:literal; $($plugin:ty),+ $(,)?) => {
         fn main() {
-            $crate::__private::multicall($binary, &[$(($name, $module::main as fn())),+])
+            $crate::__private::multicall(
+                $binary,
+                &[$((<$plugin as $crate::PluginEntry>::NAME, $crate::run::<$plugin> as fn() -> !)),+],
+            )
         }
     };
 }

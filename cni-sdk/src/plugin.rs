@@ -1,216 +1,9 @@
-//! The [`Plugin`] trait and the [`Context`] its methods receive.
+//! The [`Plugin`] trait and [`PluginEntry`], what `#[cni_plugin]` adds to it.
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
-use std::sync::Arc;
-
-use cni_types::{Attachment, CniArgs, CniResult, NetworkConfig, RuntimeConfig, SpecVersion};
+use cni_types::CniResult;
 use serde::de::DeserializeOwned;
 
-use crate::Result;
-
-/// A CNI verb (`CNI_COMMAND`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub enum Command {
-    /// Add a container to a network.
-    Add,
-    /// Remove a container from a network.
-    Del,
-    /// Check a container's networking is as expected (≥ 0.4.0).
-    Check,
-    /// Garbage-collect resources of containers that no longer exist (≥ 1.1.0).
-    Gc,
-    /// Report readiness (≥ 1.1.0).
-    Status,
-    /// Report supported versions.
-    Version,
-}
-
-impl Command {
-    /// All verbs.
-    pub const ALL: [Command; 6] = [Self::Add, Self::Del, Self::Check, Self::Gc, Self::Status, Self::Version];
-
-    /// The `CNI_COMMAND` value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Add => "ADD",
-            Self::Del => "DEL",
-            Self::Check => "CHECK",
-            Self::Gc => "GC",
-            Self::Status => "STATUS",
-            Self::Version => "VERSION",
-        }
-    }
-
-    /// The lowest spec version that has this verb.
-    pub const fn since(self) -> SpecVersion {
-        match self {
-            Self::Add | Self::Del => SpecVersion::V0_1_0,
-            Self::Version => SpecVersion::V0_2_0,
-            Self::Check => SpecVersion::V0_4_0,
-            Self::Gc | Self::Status => SpecVersion::V1_1_0,
-        }
-    }
-}
-
-impl fmt::Display for Command {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The error for a `CNI_COMMAND` value that is not a verb (verbs are case-sensitive).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown CNI_COMMAND: {0}")]
-pub struct UnknownCommand(pub String);
-
-impl FromStr for Command {
-    type Err = UnknownCommand;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL.into_iter().find(|c| c.as_str() == s).ok_or_else(|| UnknownCommand(s.to_owned()))
-    }
-}
-
-/// Everything a plugin method knows about the request.
-///
-/// Built by the dispatcher from the environment and stdin after all protocol checks passed,
-/// so the values here are already validated: the version is one the plugin supports, the
-/// container ID and interface name follow the spec's rules, and the configuration parsed
-/// into `NetworkConfig<C>`.
-pub struct Context<C> {
-    pub(crate) command: Command,
-    pub(crate) container_id: String,
-    pub(crate) netns: Option<PathBuf>,
-    pub(crate) ifname: String,
-    pub(crate) args: CniArgs,
-    pub(crate) cni_path: Vec<PathBuf>,
-    pub(crate) config: NetworkConfig<C>,
-    pub(crate) prev_result: Option<CniResult>,
-    pub(crate) version: SpecVersion,
-    pub(crate) raw_config: Arc<[u8]>,
-    pub(crate) env: Arc<BTreeMap<String, String>>,
-    pub(crate) exec: Arc<dyn crate::exec::Exec>,
-    pub(crate) net: Arc<dyn crate::net::NetProvider>,
-}
-
-impl<C> Context<C> {
-    /// The verb being run.
-    pub fn command(&self) -> Command {
-        self.command
-    }
-
-    /// `CNI_CONTAINERID` (empty for GC and STATUS).
-    pub fn container_id(&self) -> &str {
-        &self.container_id
-    }
-
-    /// `CNI_NETNS`, if set (always set for ADD and CHECK; optional for DEL).
-    pub fn netns(&self) -> Option<&Path> {
-        self.netns.as_deref()
-    }
-
-    /// `CNI_IFNAME` (empty for GC and STATUS).
-    pub fn ifname(&self) -> &str {
-        &self.ifname
-    }
-
-    /// Parsed `CNI_ARGS`.
-    pub fn args(&self) -> &CniArgs {
-        &self.args
-    }
-
-    /// `CNI_PATH`, split on `:`.
-    pub fn cni_path(&self) -> &[PathBuf] {
-        &self.cni_path
-    }
-
-    /// The whole typed network configuration.
-    pub fn config(&self) -> &NetworkConfig<C> {
-        &self.config
-    }
-
-    /// The plugin's own configuration keys (shortcut for `config().plugin`).
-    pub fn plugin_config(&self) -> &C {
-        &self.config.plugin
-    }
-
-    /// The previous plugin's result, up-converted to the canonical model (ADD, CHECK, DEL).
-    pub fn prev_result(&self) -> Option<&CniResult> {
-        self.prev_result.as_ref()
-    }
-
-    /// `runtimeConfig`, if the runtime sent one.
-    pub fn runtime_config(&self) -> Option<&RuntimeConfig> {
-        self.config.runtime_config.as_ref()
-    }
-
-    /// GC: the attachments that are still valid (`cni.dev/valid-attachments`, falling back to
-    /// `cni.dev/attachments`); empty for other verbs.
-    pub fn gc_attachments(&self) -> &[Attachment] {
-        self.config.gc_attachments().unwrap_or_default()
-    }
-
-    /// The negotiated spec version (the configuration's `cniVersion`).
-    pub fn version(&self) -> SpecVersion {
-        self.version
-    }
-
-    /// The configuration bytes exactly as received on stdin.
-    pub fn raw_config(&self) -> &[u8] {
-        &self.raw_config
-    }
-
-    /// A variable of the plugin's environment (the injected map, not the process's).
-    pub fn env(&self, key: &str) -> Option<&str> {
-        self.env.get(key).map(String::as_str)
-    }
-
-    /// The plugin's own (host) network namespace.
-    pub async fn host_net(&self) -> Result<crate::net::Net> {
-        self.net.host().await.map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
-    }
-
-    /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
-    pub async fn container_net(&self) -> Result<crate::net::Net> {
-        match self.container_net_if_exists().await? {
-            Some(net) => Ok(net),
-            None => {
-                let path = self.netns.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-                Err(crate::Error::new(cni_types::ErrorCode::InvalidNetNs, format!("failed to open netns {path:?}"))
-                    .with_details("the network namespace does not exist"))
-            }
-        }
-    }
-
-    /// The container's network namespace, or `None` when `CNI_NETNS` is unset or the namespace
-    /// is already gone (what DEL needs to stay idempotent).
-    pub async fn container_net_if_exists(&self) -> Result<Option<crate::net::Net>> {
-        let Some(path) = self.netns.as_deref() else { return Ok(None) };
-        self.net.open(path).await.map_err(|e| {
-            crate::Error::from(e).context(format!("failed to open netns {:?}", path.display().to_string()))
-        })
-    }
-
-    /// The whole environment the plugin was started with (delegates inherit it).
-    pub fn env_map(&self) -> &BTreeMap<String, String> {
-        &self.env
-    }
-}
-
-impl<C: fmt::Debug> fmt::Debug for Context<C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Context")
-            .field("command", &self.command)
-            .field("container_id", &self.container_id)
-            .field("netns", &self.netns)
-            .field("ifname", &self.ifname)
-            .field("version", &self.version)
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
+use crate::{Context, PluginOptions, Result};
 
 /// A CNI plugin: ADD, DEL and CHECK, with STATUS and GC optional.
 ///
@@ -224,6 +17,10 @@ impl<C: fmt::Debug> fmt::Debug for Context<C> {
 /// * `check` returns an error when the container's networking is not as ADD left it.
 /// * `status` (default: ready) and `gc` (default: nothing to collect) need spec 1.1.0.
 #[allow(async_fn_in_trait)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a CNI plugin",
+    note = "write `impl cni_sdk::Plugin for {Self}` with `type Config` and async `add`, `del` and `check`"
+)]
 pub trait Plugin {
     /// The plugin's own configuration keys (use `()` for none).
     type Config: DeserializeOwned;
@@ -248,4 +45,40 @@ pub trait Plugin {
         let _ = cx;
         Ok(())
     }
+}
+
+/// A plugin type that knows its name, its options and how to make itself: what
+/// `#[cni_plugin]` implements, so the type can be run as a binary ([`run`](crate::run),
+/// [`main!`](crate::main)) or as one entry of a multi-call binary ([`multicall!`](crate::multicall))
+/// from any crate.
+///
+/// ```
+/// use cni_sdk::{cni_plugin, Context, CniResult, Plugin, PluginEntry, Result};
+///
+/// #[derive(Default)]
+/// pub struct Noop;
+///
+/// // In a library crate: `main = false`; the binary says `cni_sdk::main!(my_crate::Noop);`.
+/// #[cni_plugin(about = "CNI noop plugin", name = "noop", versions = ["1.0.0", "1.1.0"], main = false)]
+/// impl Plugin for Noop {
+///     type Config = ();
+///     async fn add(&self, cx: &Context<()>) -> Result<CniResult> {
+///         Ok(cx.prev_result().cloned().unwrap_or_default())
+///     }
+///     async fn del(&self, _cx: &Context<()>) -> Result<()> { Ok(()) }
+///     async fn check(&self, _cx: &Context<()>) -> Result<()> { Ok(()) }
+/// }
+///
+/// # fn main() {
+/// assert_eq!(Noop::NAME, "noop");
+/// assert_eq!(Noop::options().about(), "CNI noop plugin");
+/// # }
+/// ```
+pub trait PluginEntry: Plugin + Sized {
+    /// The name runtimes call it by: its binary's name, and its name in a multi-call binary.
+    const NAME: &'static str;
+    /// How it presents itself (about text, versions, strictness).
+    fn options() -> PluginOptions;
+    /// Makes the plugin value.
+    fn create() -> Self;
 }

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 pub use cni_types;
 
-use crate::{Plugin, PluginOptions, SpecVersion};
+use crate::{Plugin, PluginEntry, PluginOptions, SpecVersion};
 
 /// Collects the process environment (lossily decoded).
 fn process_env() -> BTreeMap<String, String> {
@@ -39,6 +39,12 @@ pub fn main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
     std::process::exit(code)
 }
 
+/// The process entry of a plugin type made by `#[cni_plugin]` (what its generated `main`, the
+/// `main!` macro and multi-call binaries run).
+pub fn run<P: PluginEntry>() -> ! {
+    main(P::create(), P::options())
+}
+
 /// Builds the options from the macro's arguments.
 pub fn options(about: &'static str, versions: Option<&[&str]>, go_strict: bool) -> PluginOptions {
     let mut opts = PluginOptions::new(about).go_strict(go_strict);
@@ -59,7 +65,7 @@ pub fn default_plugin<P: Default>() -> P {
 /// binary was invoked as (a symlink or hardlink named `bridge`, `host-local`, …), or the first
 /// argument when invoked under its own name (`cni-plugins bridge`).
 #[allow(clippy::exit)]
-pub fn multicall(binary: &str, entries: &[(&str, fn())]) -> ! {
+pub fn multicall(binary: &str, entries: &[(&str, fn() -> !)]) -> ! {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     let called = std::path::Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -70,7 +76,6 @@ pub fn multicall(binary: &str, entries: &[(&str, fn())]) -> ! {
     };
     if let Some((_, entry)) = entries.iter().find(|(name, _)| *name == wanted) {
         entry();
-        std::process::exit(0);
     }
     let names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
     let _ = writeln!(

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use cni_sdk::exec::{Exec, ExecRequest, InProcessExec, ProcessExec, find_in_path};
+use cni_sdk::exec::{Exec, ExecRequest, ProcessExec, find_in_path};
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::PluginTest;
 use cni_sdk::{CniResult, Command, Context, Error, ErrorCode, IpConfig, Plugin, PluginOptions, Result, SpecVersion};
 use serde::Deserialize;
@@ -119,10 +120,8 @@ async fn missing_ipam_section_and_missing_plugin() {
 #[tokio::test]
 async fn a_real_plugin_value_served_in_process() {
     let log = Arc::new(Mutex::new(Vec::new()));
-    // UsesIpam itself, served as "inner", delegating to the fake IPAM.
-    let inner = InProcessExec::new();
-    let exec = fake_ipam(log.clone());
-    let exec = exec.with_plugin("inner", Chained { exec: Arc::new(inner) }, PluginOptions::new("inner"));
+    // A plugin value served as "inner".
+    let exec = fake_ipam(log.clone()).with_plugin("inner", Chained, PluginOptions::new("inner"));
     let out = PluginTest::new(&Outer).config(ipam_conf("fake-ipam")).exec(exec.clone()).run().await;
     let r = out.expect_result();
     assert_eq!(r.interfaces[0].name, "from-inner");
@@ -144,10 +143,7 @@ impl Plugin for Outer {
     }
 }
 
-struct Chained {
-    #[allow(dead_code)]
-    exec: Arc<dyn Exec>,
-}
+struct Chained;
 impl Plugin for Chained {
     type Config = ();
     async fn add(&self, _cx: &Context<()>) -> Result<CniResult> {

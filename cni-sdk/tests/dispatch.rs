@@ -376,7 +376,7 @@ async fn context_carries_everything() {
     assert_eq!(
         p.seen.borrow()[0],
         format!(
-            "ADD id={TEST_CONTAINER_ID} netns=Some(\"/var/run/netns/cni-sdk-test-does-not-exist\") if=eth0 ver=1.0.0 bridge=Some(\"br9\") prev=0 args=IgnoreUnknown=1;K8S_POD_NAME=web path=2"
+            "ADD id={TEST_CONTAINER_ID} netns=Some(\"/var/run/netns/cni-sdk-test\") if=eth0 ver=1.0.0 bridge=Some(\"br9\") prev=0 args=IgnoreUnknown=1;K8S_POD_NAME=web path=2"
         )
     );
 }

@@ -1,7 +1,7 @@
 //! A veth + bridge plugin tested end to end on fake namespaces with a fake IPAM delegate: no
 //! root, no binaries, no real namespaces.
 
-use cni_sdk::exec::InProcessExec;
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::FakeNetwork;
 use cni_sdk::net::{LinkKind, Net};
 use cni_sdk::testing::PluginTest;

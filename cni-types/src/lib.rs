@@ -1,7 +1,8 @@
 //! Typed, versioned structures of the [CNI specification], 0.1.0 to 1.1.0.
 //!
 //! Everything a plugin or a runtime exchanges, with no I/O and no async runtime: versions and
-//! their rules ([`SpecVersion`], [`Semver`]), the network configuration a plugin receives
+//! their rules ([`SpecVersion`], [`Semver`], the verbs and their version floors: [`Command`],
+//! [`negotiate`]), the network configuration a plugin receives
 //! ([`NetworkConfig`], generic over the plugin's own keys), configuration lists
 //! ([`NetworkConfigList`]), results in one canonical model with the wire form of every version
 //! ([`CniResult`], [`WireResult`]), the error object ([`CniError`], [`ErrorCode`]), the VERSION
@@ -39,6 +40,7 @@
 
 pub mod args;
 pub mod cache;
+pub mod command;
 pub mod config;
 pub mod conflist;
 pub mod error;
@@ -51,6 +53,7 @@ pub mod version_info;
 
 pub use args::{ArgsError, CniArgs};
 pub use cache::{CACHE_KIND_V1, CacheError, CacheRecord};
+pub use command::{Command, NegotiationError, UnknownCommand, negotiate};
 pub use config::{
     Bandwidth, CniConventionArgs, ConfigArgs, IpRange, IpRequest, IpamConfig, Label, NetworkConfig, PortMapping,
     RuntimeConfig, RuntimeDns,

@@ -108,14 +108,14 @@ impl SpecVersion {
         }
     }
 
-    /// Whether the CHECK verb exists in this version (≥ 0.4.0).
+    /// Whether the CHECK verb exists in this version (see [`Command::since`](crate::Command::since)).
     pub fn has_check(self) -> bool {
-        self >= Self::V0_4_0
+        crate::Command::Check.exists_in(self)
     }
 
-    /// Whether the GC and STATUS verbs exist in this version (≥ 1.1.0).
+    /// Whether the GC and STATUS verbs exist in this version (see [`Command::since`](crate::Command::since)).
     pub fn has_gc_and_status(self) -> bool {
-        self >= Self::V1_1_0
+        crate::Command::Gc.exists_in(self)
     }
 
     /// Whether results of this version can carry several IPs, interfaces and chaining (≥ 0.3.0).

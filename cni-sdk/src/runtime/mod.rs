@@ -30,12 +30,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cni_types::{Attachment, CacheRecord, CniArgs, CniResult, ErrorCode, Semver, SpecVersion, VersionInfo, ident};
+use cni_types::{Attachment, CacheRecord, CniArgs, CniResult, ErrorCode, SpecVersion, VersionInfo, ident};
 use serde_json::{Map, Value, json};
 
 pub use conf::{NetworkList, load_all, load_network};
 
-use crate::exec::{self, Exec, ExecRequest, ProcessExec};
+use crate::exec::{self, Exec, ExecRequest, ProcessExec, SharedExec};
 use crate::{Command, Error, Result, ResultExt as _};
 
 /// The default cache directory.
@@ -93,7 +93,7 @@ pub struct AddOutcome {
 pub struct CniRuntimeBuilder {
     dirs: Vec<PathBuf>,
     cache_dir: Option<PathBuf>,
-    exec: Option<Arc<dyn Exec>>,
+    exec: Option<SharedExec>,
     timeout: Option<Duration>,
     env: BTreeMap<String, String>,
     inherit_path: bool,
@@ -104,7 +104,7 @@ pub struct CniRuntimeBuilder {
 pub struct CniRuntime {
     dirs: Vec<PathBuf>,
     cache_dir: PathBuf,
-    exec: Arc<dyn Exec>,
+    exec: SharedExec,
     timeout: Duration,
     env: BTreeMap<String, String>,
 }
@@ -146,7 +146,7 @@ impl CniRuntimeBuilder {
         self
     }
 
-    /// Runs plugins through `exec` (e.g. an [`InProcessExec`](crate::exec::InProcessExec) in tests) instead of processes.
+    /// Runs plugins through `exec` (e.g. the test kit's `InProcessExec`) instead of processes.
     pub fn exec(mut self, exec: impl Exec + 'static) -> Self {
         self.exec = Some(Arc::new(exec));
         self
@@ -257,7 +257,7 @@ impl CniRuntime {
             stdin,
             timeout: self.timeout,
         };
-        let out = self.exec.exec(request).await?;
+        let out = self.exec.exec_boxed(request).await?;
         exec::check_output(plugin_type, &out)
     }
 
@@ -367,7 +367,7 @@ impl CniRuntime {
     /// CHECK every plugin in order with the cached result (libcni's gates: 0.4.0, `disableCheck`).
     pub async fn check(&self, net: &NetworkList, rt: &RuntimeConf) -> Result<()> {
         let version = net.version();
-        if Semver::parse(&version).map_err(|e| Error::invalid_config(e.to_string()))? < SpecVersion::V0_4_0.semver() {
+        if !Command::Check.allowed_by(&version).map_err(|e| Error::invalid_config(e.to_string()))? {
             return Err(Error::new(
                 ErrorCode::IncompatibleCniVersion,
                 format!("configuration version {version:?} does not support the CHECK command"),
@@ -396,7 +396,8 @@ impl CniRuntime {
     pub async fn del(&self, net: &NetworkList, rt: &RuntimeConf) -> Result<()> {
         let version = net.version();
         let cache = self.cache_file(net.name(), rt);
-        let prev = if Semver::parse(&version).is_ok_and(|v| v >= SpecVersion::V0_4_0.semver()) {
+        // libcni sends the cached result on DEL from 0.4.0 (when CHECK and prevResult-on-DEL came).
+        let prev = if Command::Check.allowed_by(&version).unwrap_or(false) {
             match self.cached_result(net, rt) {
                 Ok(p) => p,
                 Err(e) => {
@@ -470,7 +471,7 @@ impl CniRuntime {
             }
         }
         let version = net.version();
-        if Semver::parse(&version).is_ok_and(|v| v >= SpecVersion::V1_1_0.semver()) {
+        if Command::Gc.allowed_by(&version).unwrap_or(false) {
             for plugin in &net.list.plugins {
                 let plugin_type = plugin.get("type").and_then(Value::as_str).unwrap_or_default();
                 let mut conf = Self::plugin_request(net, plugin, None, None);
@@ -492,7 +493,7 @@ impl CniRuntime {
 
     /// STATUS of every plugin in order (success without asking for lists older than 1.1.0).
     pub async fn status(&self, net: &NetworkList) -> Result<()> {
-        if Semver::parse(&net.version()).map_or(true, |v| v < SpecVersion::V1_1_0.semver()) {
+        if !Command::Status.allowed_by(&net.version()).unwrap_or(false) {
             return Ok(());
         }
         for plugin in &net.list.plugins {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cni_sdk::exec::InProcessExec;
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, OpKind};
 use cni_sdk::net::{LinkKind, NetErrorKind};
 use cni_sdk::testing::{PluginTest, for_each_version};

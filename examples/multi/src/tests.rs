@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use cni_sdk::exec::InProcessExec;
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::FakeNetwork;
 use cni_sdk::testing::PluginTest;
 use cni_sdk::{CniResult, Command, Context, Error, Interface, IpConfig, Plugin, PluginOptions, Result};

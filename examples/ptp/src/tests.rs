@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use cni_sdk::exec::InProcessExec;
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, NsSnapshot, OpKind};
 use cni_sdk::net::{LinkKind, NetErrorKind, RouteScope};
 use cni_sdk::testing::{PluginTest, for_each_version};

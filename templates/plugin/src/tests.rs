@@ -1,6 +1,6 @@
 //! ADD / CHECK / DEL against fake namespaces{% if ipam %} and a fake IPAM plugin{% endif %}: no root needed.
 
-use cni_sdk::exec::InProcessExec;
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::NetErrorKind;
 use cni_sdk::net::fake::{FakeNetwork, OpKind};
 use cni_sdk::testing::{PluginTest, TEST_CONTAINER_ID, for_each_version};

@@ -1,8 +1,15 @@
-//! Run a plugin in-process, as a runtime would, and inspect what it printed.
+//! The test kit (feature `test-util`): run a plugin in-process, as a runtime would, and inspect
+//! what it printed.
 //!
 //! [`PluginTest`] builds the environment and the configuration, runs the real dispatcher (the
 //! same code the generated `main` runs) with in-memory stdin/stdout/stderr, and returns an
 //! [`Outcome`]. Nothing touches the process environment, so tests run in parallel.
+//!
+//! **Nothing touches the host unless a test asks for it**: a `PluginTest` runs with a fresh
+//! [`FakeNetwork`](crate::net::fake::FakeNetwork) (holding a namespace for [`TEST_NETNS`]) and an
+//! empty [`InProcessExec`] (every delegation fails as "plugin not found") until the test gives
+//! its own ([`PluginTest::network`], [`PluginTest::exec`]) or opts in to the real kernel and
+//! real plugin processes with [`PluginTest::kernel`]. The builder's calls can come in any order.
 //!
 //! ```
 //! use cni_sdk::testing::{for_each_version, PluginTest};
@@ -41,9 +48,8 @@
 //! (IPAM) are served in-process. A whole ADD / CHECK / DEL cycle, without root:
 //!
 //! ```
-//! use cni_sdk::exec::InProcessExec;
 //! use cni_sdk::net::fake::FakeNetwork;
-//! use cni_sdk::testing::PluginTest;
+//! use cni_sdk::testing::{InProcessExec, PluginTest};
 //! use cni_sdk::{CniResult, Command, Context, Interface, IpConfig, Plugin, Result};
 //!
 //! /// Moves one end of a veth pair into the container and configures it from IPAM.
@@ -119,16 +125,23 @@ use std::future::Future;
 use cni_types::{CniError, CniResult, ErrorCode, SpecVersion};
 use serde_json::{Value, json};
 
-use std::sync::Arc;
-
-use crate::dispatch::{self, Invocation, Services};
+use crate::dispatch::{self, Invocation};
 use crate::exec::Exec;
-use crate::{Command, Plugin, PluginOptions};
+use crate::net::fake::FakeNetwork;
+use crate::{Command, Plugin, PluginOptions, Services};
+
+mod inprocess;
+
+pub use inprocess::InProcessExec;
 
 /// The container ID tests use unless told otherwise.
 pub const TEST_CONTAINER_ID: &str = "cni-sdk-test";
-/// The netns path tests use unless told otherwise (it does not exist).
-pub const TEST_NETNS: &str = "/var/run/netns/cni-sdk-test-does-not-exist";
+/// The netns path tests use unless told otherwise. The default fake network of a
+/// [`PluginTest`] has a namespace of this name ([`TEST_NETNS_NAME`]); on a real host the path
+/// normally does not exist.
+pub const TEST_NETNS: &str = "/var/run/netns/cni-sdk-test";
+/// The name of the fake namespace [`TEST_NETNS`] names.
+pub const TEST_NETNS_NAME: &str = "cni-sdk-test";
 /// The network name tests use unless told otherwise.
 pub const TEST_NETWORK: &str = "test-net";
 
@@ -139,8 +152,11 @@ pub struct PluginTest<'p, P> {
     options: PluginOptions,
     env: BTreeMap<String, String>,
     config: Value,
+    prev_result: Option<CniResult>,
     stdin: Option<Vec<u8>>,
-    services: Services,
+    network: Option<FakeNetwork>,
+    exec: Option<Services>,
+    kernel: bool,
 }
 
 impl<P> std::fmt::Debug for PluginTest<'_, P> {
@@ -151,7 +167,8 @@ impl<P> std::fmt::Debug for PluginTest<'_, P> {
 
 impl<'p, P: Plugin> PluginTest<'p, P> {
     /// ADD with a 1.1.0 configuration `{"name": "test-net", "type": "test"}`, container ID
-    /// [`TEST_CONTAINER_ID`], netns [`TEST_NETNS`], ifname `eth0`, `CNI_PATH=/opt/cni/bin`.
+    /// [`TEST_CONTAINER_ID`], netns [`TEST_NETNS`], ifname `eth0`, `CNI_PATH=/opt/cni/bin`, a
+    /// fresh fake network and no delegates.
     pub fn new(plugin: &'p P) -> Self {
         let env = [
             ("CNI_COMMAND", "ADD"),
@@ -168,8 +185,11 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
             options: PluginOptions::new("test plugin"),
             env,
             config: json!({"cniVersion": "1.1.0", "name": TEST_NETWORK, "type": "test"}),
+            prev_result: None,
             stdin: None,
-            services: Services::default(),
+            network: None,
+            exec: None,
+            kernel: false,
         }
     }
 
@@ -203,15 +223,15 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
         self.config_keys(json!({ "cniVersion": version.as_str() }))
     }
 
-    /// Sets `prevResult`, printed in the configuration's version (as a runtime would send it).
+    /// Sets `prevResult`, printed in the configuration's final version when the test runs (as
+    /// a runtime would send it), whatever the order of the builder calls.
     ///
     /// # Panics
-    /// When the result cannot be expressed in that version (e.g. no IP in 0.2.0).
-    pub fn prev_result(self, result: &CniResult) -> Self {
-        let version: SpecVersion =
-            self.config["cniVersion"].as_str().unwrap_or_default().parse().unwrap_or(SpecVersion::LATEST);
-        let doc = result.to_value(version).expect("prevResult must be representable in the configuration's version");
-        self.config_keys(json!({ "prevResult": doc }))
+    /// In [`PluginTest::run`], when the result cannot be expressed in that version (e.g. no IP
+    /// in 0.2.0).
+    pub fn prev_result(mut self, result: &CniResult) -> Self {
+        self.prev_result = Some(result.clone());
+        self
     }
 
     /// `CNI_CONTAINERID`.
@@ -246,16 +266,27 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
         self
     }
 
-    /// Serves delegated plugins (IPAM, chained) from this executor instead of `CNI_PATH`.
+    /// Serves delegated plugins (IPAM, chained) from this executor (usually an
+    /// [`InProcessExec`]).
     pub fn exec(mut self, exec: impl Exec + 'static) -> Self {
-        self.services.exec = Arc::new(exec);
+        self.exec = Some(Services::unavailable().with_exec(exec));
         self
     }
 
-    /// Runs against a fake network: [`Context::host_net`](crate::Context::host_net) is the
-    /// fake host and `CNI_NETNS=/var/run/netns/NAME` names the fake namespace `NAME`.
-    pub fn network(mut self, world: &crate::net::fake::FakeNetwork) -> Self {
-        self.services.net = Arc::new(world.clone());
+    /// Runs against this fake network: [`Context::host_net`](crate::Context::host_net) is the
+    /// fake host and `CNI_NETNS=/var/run/netns/NAME` names the fake namespace `NAME` (a path
+    /// naming no namespace of the world is a namespace that is gone).
+    pub fn network(mut self, world: &FakeNetwork) -> Self {
+        self.network = Some(world.clone());
+        self
+    }
+
+    /// Runs against the real kernel and real plugin processes ([`Services::system`]): the
+    /// plugin's host namespace is the test's own, `CNI_NETNS` must name a real namespace and
+    /// delegates are executables in `CNI_PATH`. For root tests in throwaway namespaces.
+    /// Overrides [`PluginTest::network`] and [`PluginTest::exec`].
+    pub fn kernel(mut self) -> Self {
+        self.kernel = true;
         self
     }
 
@@ -265,15 +296,36 @@ impl<'p, P: Plugin> PluginTest<'p, P> {
         self
     }
 
+    /// The services this test runs with.
+    fn services(&self) -> Services {
+        if self.kernel {
+            return Services::system();
+        }
+        let world = self.network.clone().unwrap_or_else(|| {
+            let world = FakeNetwork::new();
+            world.add_namespace(TEST_NETNS_NAME);
+            world
+        });
+        let base = self.exec.clone().unwrap_or_else(|| Services::unavailable().with_exec(InProcessExec::new()));
+        base.with_net(world)
+    }
+
     /// Runs the dispatcher.
-    pub async fn run(self) -> Outcome {
+    pub async fn run(mut self) -> Outcome {
+        let services = self.services();
+        if let Some(prev) = self.prev_result.take() {
+            let version: SpecVersion =
+                self.config["cniVersion"].as_str().unwrap_or_default().parse().unwrap_or(SpecVersion::LATEST);
+            let doc = prev.to_value(version).expect("prevResult must be representable in the configuration's version");
+            self = self.config_keys(json!({ "prevResult": doc }));
+        }
         let stdin = self.stdin.unwrap_or_else(|| serde_json::to_vec(&self.config).expect("JSON values serialise"));
         let version = self.config.get("cniVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         let mut input: &[u8] = &stdin;
         let io = Invocation { env: self.env, stdin: &mut input, stdout: &mut stdout, stderr: &mut stderr };
-        let exit_code = dispatch::run_with(self.plugin, &self.options, io, self.services).await;
+        let exit_code = dispatch::run_with(self.plugin, &self.options, io, services).await;
         Outcome { exit_code, stdout, stderr: String::from_utf8_lossy(&stderr).into_owned(), version }
     }
 }

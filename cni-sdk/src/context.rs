@@ -1,0 +1,155 @@
+//! The [`Context`] a plugin method receives: the validated request, and the services to act on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cni_types::{Attachment, CniArgs, CniResult, NetworkConfig, RuntimeConfig, SpecVersion};
+
+use crate::{Command, Result, Services};
+
+/// Everything a plugin method knows about the request.
+///
+/// Built by the dispatcher from the environment and stdin after all protocol checks passed,
+/// so the values here are already validated: the version is one the plugin supports, the
+/// container ID and interface name follow the spec's rules, and the configuration parsed
+/// into `NetworkConfig<C>`.
+pub struct Context<C> {
+    pub(crate) command: Command,
+    pub(crate) container_id: String,
+    pub(crate) netns: Option<PathBuf>,
+    pub(crate) ifname: String,
+    pub(crate) args: CniArgs,
+    pub(crate) cni_path: Vec<PathBuf>,
+    pub(crate) config: NetworkConfig<C>,
+    pub(crate) prev_result: Option<CniResult>,
+    pub(crate) version: SpecVersion,
+    pub(crate) raw_config: Arc<[u8]>,
+    pub(crate) env: Arc<BTreeMap<String, String>>,
+    pub(crate) services: Services,
+}
+
+impl<C> Context<C> {
+    /// The verb being run.
+    pub fn command(&self) -> Command {
+        self.command
+    }
+
+    /// `CNI_CONTAINERID` (empty for GC and STATUS).
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// `CNI_NETNS`, if set (always set for ADD and CHECK; optional for DEL).
+    pub fn netns(&self) -> Option<&Path> {
+        self.netns.as_deref()
+    }
+
+    /// `CNI_IFNAME` (empty for GC and STATUS).
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Parsed `CNI_ARGS`.
+    pub fn args(&self) -> &CniArgs {
+        &self.args
+    }
+
+    /// `CNI_PATH`, split on `:`.
+    pub fn cni_path(&self) -> &[PathBuf] {
+        &self.cni_path
+    }
+
+    /// The whole typed network configuration.
+    pub fn config(&self) -> &NetworkConfig<C> {
+        &self.config
+    }
+
+    /// The plugin's own configuration keys (shortcut for `config().plugin`).
+    pub fn plugin_config(&self) -> &C {
+        &self.config.plugin
+    }
+
+    /// The previous plugin's result, up-converted to the canonical model (ADD, CHECK, DEL).
+    pub fn prev_result(&self) -> Option<&CniResult> {
+        self.prev_result.as_ref()
+    }
+
+    /// `runtimeConfig`, if the runtime sent one.
+    pub fn runtime_config(&self) -> Option<&RuntimeConfig> {
+        self.config.runtime_config.as_ref()
+    }
+
+    /// GC: the attachments that are still valid (`cni.dev/valid-attachments`, falling back to
+    /// `cni.dev/attachments`); empty for other verbs.
+    pub fn gc_attachments(&self) -> &[Attachment] {
+        self.config.gc_attachments().unwrap_or_default()
+    }
+
+    /// The negotiated spec version (the configuration's `cniVersion`).
+    pub fn version(&self) -> SpecVersion {
+        self.version
+    }
+
+    /// The configuration bytes exactly as received on stdin.
+    pub fn raw_config(&self) -> &[u8] {
+        &self.raw_config
+    }
+
+    /// A variable of the plugin's environment (the injected map, not the process's).
+    pub fn env(&self, key: &str) -> Option<&str> {
+        self.env.get(key).map(String::as_str)
+    }
+
+    /// The services (executor, network namespaces) this request runs with: the real ones in a
+    /// plugin binary, fakes in tests.
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// The plugin's own (host) network namespace.
+    pub async fn host_net(&self) -> Result<crate::net::Net> {
+        self.services.host_net().await.map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
+    }
+
+    /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
+    pub async fn container_net(&self) -> Result<crate::net::Net> {
+        match self.container_net_if_exists().await? {
+            Some(net) => Ok(net),
+            None => {
+                let path = self.netns.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+                Err(crate::Error::from_kind(crate::ErrorKind::NetnsGone, format!("failed to open netns {path:?}"))
+                    .with_details("the network namespace does not exist"))
+            }
+        }
+    }
+
+    /// The container's network namespace, or `None` when `CNI_NETNS` is unset or the namespace
+    /// is already gone (what DEL needs to stay idempotent).
+    pub async fn container_net_if_exists(&self) -> Result<Option<crate::net::Net>> {
+        let Some(path) = self.netns.as_deref() else { return Ok(None) };
+        self.services.open_net(path).await.map_err(|e| {
+            crate::Error::from(e).context(format!("failed to open netns {:?}", path.display().to_string()))
+        })
+    }
+
+    /// The whole environment the plugin was started with (delegates inherit it).
+    pub fn env_map(&self) -> &BTreeMap<String, String> {
+        &self.env
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for Context<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("command", &self.command)
+            .field("container_id", &self.container_id)
+            .field("netns", &self.netns)
+            .field("ifname", &self.ifname)
+            .field("version", &self.version)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
