@@ -474,6 +474,42 @@ impl fmt::Display for Error {
     }
 }
 
+/// `Error` cannot implement [`std::error::Error`] itself (that would clash with the conversion
+/// from every error type); this adapter carries it where a `Box<dyn Error>` is wanted.
+struct StdAdapter(Error);
+
+impl fmt::Debug for StdAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for StdAdapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl StdError for StdAdapter {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0.inner.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+impl From<Error> for Box<dyn StdError + Send + Sync + 'static> {
+    /// So `?` works in functions returning `Box<dyn Error + Send + Sync>`.
+    fn from(e: Error) -> Self {
+        Box::new(StdAdapter(e))
+    }
+}
+
+impl From<Error> for Box<dyn StdError + 'static> {
+    /// So `?` works in functions returning `Box<dyn Error>`.
+    fn from(e: Error) -> Self {
+        Box::new(StdAdapter(e))
+    }
+}
+
 impl From<Error> for CniError {
     fn from(e: Error) -> Self {
         let mut out = CniError::new(e.code(), e.message());

@@ -55,6 +55,7 @@ pub mod dispatch;
 mod error;
 pub mod exec;
 mod guard;
+pub mod kit;
 pub mod logging;
 pub mod net;
 pub mod netns;

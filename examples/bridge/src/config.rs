@@ -13,67 +13,67 @@ fn default_bridge() -> String {
 
 /// One `vlanTrunk` item: `{"minID": a, "maxID": b}` or `{"id": n}`.
 #[derive(Debug, Default, Clone, Deserialize)]
-pub(crate) struct VlanTrunk {
+pub struct VlanTrunk {
     #[serde(rename = "minID", default)]
-    pub(crate) min_id: Option<i64>,
+    pub min_id: Option<i64>,
     #[serde(rename = "maxID", default)]
-    pub(crate) max_id: Option<i64>,
+    pub max_id: Option<i64>,
     #[serde(default)]
-    pub(crate) id: Option<i64>,
+    pub id: Option<i64>,
 }
 
 /// The plugin's own keys (Go `NetConf` of plugins/main/bridge).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct BridgeConf {
+pub struct BridgeConf {
     /// Bridge name (`cni0`).
     #[serde(default = "default_bridge")]
-    pub(crate) bridge: String,
+    pub bridge: String,
     /// Put the gateway address on the bridge.
     #[serde(default)]
-    pub(crate) is_gateway: bool,
+    pub is_gateway: bool,
     /// Add a default route via the gateway (implies `isGateway`).
     #[serde(default)]
-    pub(crate) is_default_gateway: bool,
+    pub is_default_gateway: bool,
     /// Replace a different address already on the bridge.
     #[serde(default)]
-    pub(crate) force_address: bool,
+    pub force_address: bool,
     /// Masquerade traffic from the container's addresses.
     #[serde(default)]
-    pub(crate) ip_masq: bool,
+    pub ip_masq: bool,
     /// `iptables` (the only backend here) or `nftables`.
     #[serde(default)]
-    pub(crate) ip_masq_backend: Option<String>,
+    pub ip_masq_backend: Option<String>,
     /// MTU of the bridge (at creation) and the veth pair; 0 = kernel default.
     #[serde(default)]
-    pub(crate) mtu: i64,
+    pub mtu: i64,
     /// Hairpin mode on the host port.
     #[serde(default)]
-    pub(crate) hairpin_mode: bool,
+    pub hairpin_mode: bool,
     /// Promiscuous mode on the bridge.
     #[serde(default)]
-    pub(crate) promisc_mode: bool,
+    pub promisc_mode: bool,
     /// Access VLAN of the port (0 = none).
     #[serde(default)]
-    pub(crate) vlan: i64,
+    pub vlan: i64,
     /// Trunk VLANs of the port.
     #[serde(default)]
-    pub(crate) vlan_trunk: Option<Vec<VlanTrunk>>,
+    pub vlan_trunk: Option<Vec<VlanTrunk>>,
     /// Keep VLAN 1 on the port when a VLAN is set.
     #[serde(default)]
-    pub(crate) preserve_default_vlan: Option<bool>,
+    pub preserve_default_vlan: Option<bool>,
     /// MAC spoof check (nftables; not supported here).
     #[serde(default)]
-    pub(crate) macspoofchk: bool,
+    pub macspoofchk: bool,
     /// Duplicate address detection on the container interface.
     #[serde(default)]
-    pub(crate) enabledad: bool,
+    pub enabledad: bool,
     /// Leave the container interface down (L2 only).
     #[serde(default)]
-    pub(crate) disable_container_interface: bool,
+    pub disable_container_interface: bool,
     /// Port isolation on the host port.
     #[serde(default)]
-    pub(crate) port_isolation: bool,
+    pub port_isolation: bool,
 }
 
 /// The checked configuration of one request.

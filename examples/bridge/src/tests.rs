@@ -11,7 +11,7 @@ use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion
 use serde_json::{Value, json};
 
 use super::Bridge;
-use super::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
+use super::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
 use super::l2::RecordingL2;
 
 const NS: &str = "/var/run/netns/ctr";

@@ -10,7 +10,7 @@ use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion
 use serde_json::{Value, json};
 
 use super::Ptp;
-use super::common::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
+use bridge::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
 
 const NS: &str = "/var/run/netns/ctr";
 const CID: &str = "ptp-container-1";

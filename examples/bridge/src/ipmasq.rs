@@ -19,14 +19,14 @@ const MAX_CHAIN_LENGTH: usize = 28;
 const CHAIN_PREFIX: &str = "CNI-";
 
 /// `CNI-` + the first 24 hex digits of sha512(name + containerID) (Go `utils.FormatChainName`).
-pub(crate) fn chain_name(network: &str, container_id: &str) -> String {
+pub fn chain_name(network: &str, container_id: &str) -> String {
     let digest = Sha512::digest(format!("{network}{container_id}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("{CHAIN_PREFIX}{}", &hex[..MAX_CHAIN_LENGTH - CHAIN_PREFIX.len()])
 }
 
 /// `name: "<net>" id: "<cid>"` (Go `utils.FormatComment`, `%q` quoting).
-pub(crate) fn chain_comment(network: &str, container_id: &str) -> String {
+pub fn chain_comment(network: &str, container_id: &str) -> String {
     format!("name: {} id: {}", go_quote(network), go_quote(container_id))
 }
 
@@ -48,13 +48,13 @@ fn go_quote(s: &str) -> String {
 
 /// IPv4 or IPv6 iptables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) enum Family {
+pub enum Family {
     V4,
     V6,
 }
 
 impl Family {
-    pub(crate) fn of(ip: IpAddr) -> Self {
+    pub fn of(ip: IpAddr) -> Self {
         if ip.is_ipv4() { Self::V4 } else { Self::V6 }
     }
 
@@ -68,7 +68,7 @@ impl Family {
 
 /// The nat-table operations masquerading needs. Implemented by [`Iptables`] (child processes) and,
 /// in tests, by an in-memory model.
-pub(crate) trait Firewall: Send + Sync {
+pub trait Firewall: Send + Sync {
     /// Creates `chain` in the nat table if it does not exist.
     fn ensure_chain(&self, family: Family, chain: &str) -> Result<(), String>;
     /// Appends `rule` to `chain` unless an identical rule exists.
@@ -80,7 +80,7 @@ pub(crate) trait Firewall: Send + Sync {
 }
 
 /// Sets up masquerading for `addr` (Go `ip.SetupIPMasq`).
-pub(crate) fn setup(fw: &dyn Firewall, addr: IpNet, chain: &str, comment: &str) -> Result<(), String> {
+pub fn setup(fw: &dyn Firewall, addr: IpNet, chain: &str, comment: &str) -> Result<(), String> {
     let family = Family::of(addr.addr());
     fw.ensure_chain(family, chain)?;
     let c = |v: &[&str]| -> Vec<String> {
@@ -99,14 +99,14 @@ pub(crate) fn setup(fw: &dyn Firewall, addr: IpNet, chain: &str, comment: &str) 
 /// Removes masquerading of a container (Go `ip.TeardownIPMasq`, by chain rather than by address,
 /// so it also cleans up after an ADD that was interrupted): every POSTROUTING jump to `chain`,
 /// then the chain itself.
-pub(crate) fn teardown(fw: &dyn Firewall, family: Family, chain: &str) -> Result<(), String> {
+pub fn teardown(fw: &dyn Firewall, family: Family, chain: &str) -> Result<(), String> {
     fw.delete_jumps(family, "POSTROUTING", chain)?;
     fw.delete_chain(family, chain)
 }
 
 /// Splits a rule as `iptables -S` prints it into arguments: whitespace separates them, double
 /// quotes group, and a backslash escapes the next character inside quotes.
-pub(crate) fn split_rule(spec: &str) -> Vec<String> {
+pub fn split_rule(spec: &str) -> Vec<String> {
     let mut args = Vec::new();
     let mut cur = String::new();
     let mut in_arg = false;
@@ -143,7 +143,7 @@ pub(crate) fn split_rule(spec: &str) -> Vec<String> {
 
 /// iptables / ip6tables run as child processes with `-w` (wait for the xtables lock).
 #[derive(Debug, Default)]
-pub(crate) struct Iptables;
+pub struct Iptables;
 
 impl Iptables {
     fn run(family: Family, args: &[&str]) -> Result<String, (Option<i32>, String)> {
@@ -245,7 +245,7 @@ impl Firewall for Iptables {
 
 /// An in-memory nat table for tests: chains with their rules, per family, and a log.
 #[derive(Debug, Default)]
-pub(crate) struct FakeFirewall {
+pub struct FakeFirewall {
     state: Mutex<FakeState>,
 }
 
@@ -259,23 +259,23 @@ struct FakeState {
 #[allow(dead_code)]
 impl FakeFirewall {
     /// The rules of `chain` (None if it does not exist).
-    pub(crate) fn rules(&self, family: Family, chain: &str) -> Option<Vec<Vec<String>>> {
+    pub fn rules(&self, family: Family, chain: &str) -> Option<Vec<Vec<String>>> {
         self.state.lock().unwrap().chains.get(&(family, chain.to_owned())).cloned()
     }
 
     /// All chains other than POSTROUTING.
-    pub(crate) fn chains(&self) -> Vec<(Family, String)> {
+    pub fn chains(&self) -> Vec<(Family, String)> {
         let st = self.state.lock().unwrap();
         st.chains.keys().filter(|(_, c)| c != "POSTROUTING").cloned().collect()
     }
 
     /// The POSTROUTING rules.
-    pub(crate) fn postrouting(&self, family: Family) -> Vec<Vec<String>> {
+    pub fn postrouting(&self, family: Family) -> Vec<Vec<String>> {
         self.rules(family, "POSTROUTING").unwrap_or_default()
     }
 
     /// Makes every following operation fail with `msg`.
-    pub(crate) fn fail_with(&self, msg: &str) {
+    pub fn fail_with(&self, msg: &str) {
         self.state.lock().unwrap().fail = Some(msg.to_owned());
     }
 
