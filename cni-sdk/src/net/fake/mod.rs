@@ -18,8 +18,8 @@
 //!   they are; a child's MTU is bounded by its parent's and follows it down;
 //! * moving a link (optionally renaming it) keeps its parent and peer relations, detaches it
 //!   from its master, sets it down and drops its addresses, routes and per-link sysctls; the
-//!   loopback device and bridges cannot move; renaming an up link is refused (`EBUSY`) and
-//!   per-link sysctls follow a rename;
+//!   loopback device and bridges cannot move; per-link sysctls and the alias follow a rename,
+//!   which works on an up link too (Linux 6.2 and later; older kernels answer `EBUSY`);
 //! * the operational state follows carrier: a veth is up when its peer is up, a
 //!   macvlan/ipvlan/vlan when its parent runs, a bridge when one of its ports runs (unknown with
 //!   no ports), a persistent tap is down (nobody attached), loopback/dummy/ifb are unknown;

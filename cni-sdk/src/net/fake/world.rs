@@ -298,12 +298,6 @@ impl World {
                 if *name == link.name {
                     return Ok(());
                 }
-                if link.up {
-                    return Err(NetError::from_errno(
-                        libc::EBUSY,
-                        format_args!("rename {:?} to {name:?}: the link is up", link.name),
-                    ));
-                }
                 state.name_free(name, &format!("rename {:?}", link.name))?;
                 state.link_mut(index)?.name = name.clone();
                 state.rename_sysctls(&link.name, name);

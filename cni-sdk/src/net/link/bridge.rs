@@ -3,6 +3,7 @@
 use cni_types::MacAddr;
 
 use crate::net::backend::{Common, NewLink};
+use crate::net::link::bad_mac_is_invalid;
 use crate::net::{Link, LinkKind, Net, NetError, NetErrorKind, NetResult, validate_ifname};
 
 impl Net {
@@ -60,7 +61,7 @@ impl BridgeRequest<'_> {
             Ok(()) => {}
             // Lost a race with another creator: use whatever is there now.
             Err(e) if e.kind() == NetErrorKind::Exists => {}
-            Err(e) => return Err(e),
+            Err(e) => return Err(bad_mac_is_invalid(e)),
         }
         check(self.net.link(&self.name).await?)
     }

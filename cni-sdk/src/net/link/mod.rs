@@ -41,7 +41,7 @@ pub(super) async fn create_named(
     let created_as = if temp_name { random_link_name() } else { name.to_owned() };
     let spec = spec_for(&created_as);
     let target = spec.target().cloned().unwrap_or_else(|| net.clone());
-    net.backend.create_link(&spec).await?;
+    net.backend.create_link(&spec).await.map_err(bad_mac_is_invalid)?;
     let link = target.link(&created_as).await?;
     if temp_name {
         if let Err(e) = target.rename_link(link.index, name).await {
@@ -52,6 +52,12 @@ pub(super) async fn create_named(
         return target.link_by_index(link.index).await;
     }
     Ok(link)
+}
+
+/// The kernel reports an unusable hardware address (multicast, all zero) as `EADDRNOTAVAIL`,
+/// which on its own would read as "not found"; it is an invalid argument.
+pub(super) fn bad_mac_is_invalid(e: NetError) -> NetError {
+    if e.errno() == Some(libc::EADDRNOTAVAIL) { e.with_kind(NetErrorKind::InvalidArgument) } else { e }
 }
 
 impl Net {
@@ -103,9 +109,10 @@ impl Net {
         self.change(index, LinkChange::Mtu(mtu)).await
     }
 
-    /// Sets the hardware address.
+    /// Sets the hardware address. A multicast or all-zero address is an error of kind
+    /// [`NetErrorKind::InvalidArgument`].
     pub async fn set_mac(&self, index: u32, mac: MacAddr) -> NetResult<()> {
-        self.change(index, LinkChange::Mac(mac)).await
+        self.change(index, LinkChange::Mac(mac)).await.map_err(bad_mac_is_invalid)
     }
 
     /// Attaches the link to the bridge (or other master) with index `master`.
@@ -138,9 +145,10 @@ impl Net {
         self.change(index, LinkChange::TxQLen(txqlen)).await
     }
 
-    /// Renames the link. The kernel refuses to rename a link that is up ([`NetErrorKind::Busy`])
-    /// and a name that is taken ([`NetErrorKind::Exists`]); renaming to the current name does
-    /// nothing.
+    /// Renames the link. A name that is taken is an error of kind [`NetErrorKind::Exists`];
+    /// renaming to the current name does nothing. Linux before 6.2 also refuses to rename a
+    /// link that is up ([`NetErrorKind::Busy`]), so set it down first when that matters (Go's
+    /// plugins do).
     pub async fn rename_link(&self, index: u32, name: &str) -> NetResult<()> {
         validate_ifname(name)?;
         self.change(index, LinkChange::Name(name.to_owned())).await
@@ -174,9 +182,19 @@ impl Net {
     /// Moves the link into the namespace of `target`, giving it the name `new_name` there in
     /// the same request (what host-device does with `CNI_IFNAME` and, on DEL, the original
     /// name). Returns it as seen in `target`.
+    ///
+    /// A name taken in `target` is an error of kind [`NetErrorKind::Exists`] and nothing moves.
+    /// (The kernel itself would move the link under its current name and only then fail the
+    /// rename, so the name is checked first.)
     pub async fn move_link_renamed(&self, index: u32, target: &Net, new_name: &str) -> NetResult<Link> {
         validate_ifname(new_name)?;
-        self.link_by_index(index).await?;
+        let link = self.link_by_index(index).await?;
+        if target.find_link(new_name).await?.is_some() {
+            return Err(NetError::from_errno(
+                libc::EEXIST,
+                format_args!("move {:?} to another namespace as {new_name:?}", link.name),
+            ));
+        }
         self.backend.move_link(index, target, Some(new_name)).await?;
         target.link(new_name).await
     }

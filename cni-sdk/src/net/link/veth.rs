@@ -3,6 +3,7 @@
 use cni_types::MacAddr;
 
 use crate::net::backend::NewLink;
+use crate::net::link::bad_mac_is_invalid;
 use crate::net::{Link, Net, NetResult, validate_ifname};
 
 impl Net {
@@ -72,7 +73,7 @@ impl VethRequest<'_> {
             mac: self.mac,
             peer_mac: self.peer_mac,
         };
-        self.net.backend.create_link(&spec).await?;
+        self.net.backend.create_link(&spec).await.map_err(bad_mac_is_invalid)?;
         let own = self.net.link(&self.name).await?;
         let peer = peer_net.link(&self.peer).await?;
         Ok((own, peer))
