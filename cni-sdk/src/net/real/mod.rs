@@ -1,0 +1,172 @@
+//! The kernel backend: rtnetlink over a socket created inside the target namespace.
+//!
+//! rtnetlink's types stay inside this module; nothing here is public API. One file per concern
+//! builds and parses its messages (`link`, `address`, `route`); `tun` creates tun/tap devices
+//! through `/dev/net/tun`, `sysfs` answers device lookups and `sysctl` reads `/proc/sys`.
+
+use std::any::Any;
+use std::fmt;
+use std::path::Path;
+
+use ipnet::IpNet;
+
+use super::backend::{Backend, LinkChange, NewLink};
+use super::lookup::{BusDevice, DeviceBus};
+use super::{Address, Link, Net, NetError, NetErrorKind, NetResult, Route};
+use crate::netns::NetNs;
+
+mod address;
+mod link;
+mod route;
+mod sysctl;
+mod sysfs;
+mod tun;
+
+/// Netlink handle bound to one namespace.
+pub(crate) struct RealBackend {
+    ns: NetNs,
+    handle: rtnetlink::Handle,
+}
+
+impl fmt::Debug for RealBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RealBackend").field("netns", &self.ns.path()).finish_non_exhaustive()
+    }
+}
+
+fn nl_err(e: rtnetlink::Error, context: impl fmt::Display) -> NetError {
+    match &e {
+        rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
+            NetError::from_errno(msg.raw_code().abs(), context)
+        }
+        _ => NetError::new(NetErrorKind::Other, format!("{context}: {e}")).with_source(e),
+    }
+}
+
+fn io_err(e: std::io::Error, context: impl fmt::Display) -> NetError {
+    match e.raw_os_error() {
+        Some(errno) => NetError::from_errno(errno, context),
+        None => NetError::new(NetErrorKind::Other, format!("{context}: {e}")).with_source(e),
+    }
+}
+
+fn is_errno(e: &rtnetlink::Error, errno: i32) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code().abs() == errno)
+}
+
+fn netns_of(target: &Net) -> NetResult<NetNs> {
+    target.netns().cloned().ok_or_else(|| {
+        NetError::new(
+            NetErrorKind::InvalidArgument,
+            "the target namespace handle is not a kernel namespace (fake and real backends cannot be mixed)",
+        )
+    })
+}
+
+impl RealBackend {
+    pub(crate) async fn open(ns: &NetNs) -> NetResult<Self> {
+        let rt = tokio::runtime::Handle::try_current().map_err(|e| {
+            NetError::new(NetErrorKind::Other, "Net::open must be called from within a tokio runtime").with_source(e)
+        })?;
+        // Create the socket inside the namespace (it stays bound to it), registering it with the
+        // caller's runtime; the thread then exits.
+        let created = ns
+            .run_blocking(move || {
+                let _enter = rt.enter();
+                rtnetlink::new_connection()
+            })
+            .await?;
+        let (connection, handle, _messages) = created.map_err(|e| io_err(e, "create netlink socket"))?;
+        tokio::spawn(connection);
+        Ok(Self { ns: ns.clone(), handle })
+    }
+}
+
+impl Backend for RealBackend {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn netns(&self) -> Option<&NetNs> {
+        Some(&self.ns)
+    }
+
+    async fn links(&self) -> NetResult<Vec<Link>> {
+        self.list_links().await
+    }
+
+    async fn link_by_name(&self, name: &str) -> NetResult<Option<Link>> {
+        self.get_link_by_name(name).await
+    }
+
+    async fn link_by_index(&self, index: u32) -> NetResult<Option<Link>> {
+        self.get_link_by_index(index).await
+    }
+
+    async fn create_link(&self, spec: &NewLink) -> NetResult<()> {
+        match spec {
+            NewLink::Tun { common, spec } => {
+                let ns = match &common.netns {
+                    Some(target) => netns_of(target)?,
+                    None => self.ns.clone(),
+                };
+                tun::create(&ns, &common.name, spec).await
+            }
+            _ => self.create_netlink_link(spec).await,
+        }
+    }
+
+    async fn change_link(&self, index: u32, change: &LinkChange) -> NetResult<()> {
+        self.apply_change(index, change).await
+    }
+
+    async fn move_link(&self, index: u32, target: &Net, new_name: Option<&str>) -> NetResult<()> {
+        self.move_to(index, target, new_name).await
+    }
+
+    async fn delete_link(&self, index: u32) -> NetResult<()> {
+        self.handle.link().del(index).execute().await.map_err(|e| nl_err(e, format_args!("delete link #{index}")))
+    }
+
+    async fn bus_device(&self, bus: DeviceBus, id: &str) -> NetResult<Option<BusDevice>> {
+        let (bus_owned, id_owned) = (bus, id.to_owned());
+        sysfs::read(&self.ns, move || sysfs::bus_device(bus_owned, &id_owned)).await
+    }
+
+    async fn kernel_path_interfaces(&self, path: &Path) -> NetResult<Option<Vec<String>>> {
+        let path = path.to_owned();
+        sysfs::read(&self.ns, move || sysfs::interfaces_at(&path)).await
+    }
+
+    async fn add_address(&self, index: u32, addr: IpNet) -> NetResult<()> {
+        self.add_addr(index, addr).await
+    }
+
+    async fn addresses(&self, index: Option<u32>) -> NetResult<Vec<Address>> {
+        self.list_addrs(index).await
+    }
+
+    async fn delete_address(&self, index: u32, addr: IpNet) -> NetResult<()> {
+        self.delete_addr(index, addr).await
+    }
+
+    async fn add_route(&self, route: &Route) -> NetResult<()> {
+        self.add_rt(route).await
+    }
+
+    async fn routes(&self, table: u32) -> NetResult<Vec<Route>> {
+        self.list_routes(table).await
+    }
+
+    async fn delete_route(&self, route: &Route) -> NetResult<()> {
+        self.delete_rt(route).await
+    }
+
+    async fn sysctl_get(&self, key: &str) -> NetResult<String> {
+        sysctl::get(&self.ns, key).await
+    }
+
+    async fn sysctl_set(&self, key: &str, value: &str) -> NetResult<()> {
+        sysctl::set(&self.ns, key, value).await
+    }
+}
