@@ -280,6 +280,7 @@ impl NetNs {
 
     /// Runs the blocking closure `f` on a dedicated thread inside this namespace and awaits the
     /// result without blocking the caller's thread.
+    #[cfg_attr(not(feature = "netlink"), allow(dead_code))]
     pub(crate) async fn run_blocking<F, T>(&self, f: F) -> Result<T, NetnsError>
     where
         F: FnOnce() -> T + Send + 'static,

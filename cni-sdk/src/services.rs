@@ -11,13 +11,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::exec::{self, Exec, ExecRequest, NoExec, RawOutput, SharedExec};
-use crate::net::{Net, NetError, NetErrorKind, NetProvider, NetResult};
+use crate::net::{DynNetProvider, Net, NetError, NetErrorKind, NetProvider, NetResult};
 
 /// The services of one plugin run. Cheap to clone.
 #[derive(Clone)]
 pub struct Services {
     pub(crate) exec: SharedExec,
-    net: Arc<dyn NetProvider>,
+    net: Arc<dyn DynNetProvider>,
 }
 
 impl fmt::Debug for Services {
@@ -54,7 +54,7 @@ impl Services {
         self
     }
 
-    /// Takes network namespaces from `net` (e.g. a [`FakeNetwork`](crate::net::fake::FakeNetwork)).
+    /// Takes network namespaces from `net` (e.g. the test kit's `FakeNetwork`).
     #[must_use]
     pub fn with_net(mut self, net: impl NetProvider + 'static) -> Self {
         self.net = Arc::new(net);
@@ -68,17 +68,24 @@ impl Services {
 
     /// A handle for the plugin's own (host) network namespace.
     pub async fn host_net(&self) -> NetResult<Net> {
-        self.net.host().await
+        self.net.host_boxed().await
     }
 
     /// A handle for the namespace at `path`; `None` when it does not exist (any more).
     pub async fn open_net(&self, path: &Path) -> NetResult<Option<Net>> {
-        self.net.open(path).await
+        self.net.open_boxed(path).await
     }
 }
 
-fn system_net() -> Arc<dyn NetProvider> {
-    Arc::new(crate::net::KernelNet)
+fn system_net() -> Arc<dyn DynNetProvider> {
+    #[cfg(feature = "netlink")]
+    {
+        Arc::new(crate::net::KernelNet)
+    }
+    #[cfg(not(feature = "netlink"))]
+    {
+        Arc::new(NoNet { why: "built without the `netlink` feature of cni-sdk" })
+    }
 }
 
 /// The network provider of a run without one.
@@ -87,7 +94,6 @@ struct NoNet {
     why: &'static str,
 }
 
-#[async_trait::async_trait]
 impl NetProvider for NoNet {
     async fn host(&self) -> NetResult<Net> {
         Err(NetError::new(NetErrorKind::NotSupported, format!("cannot open the host network namespace: {}", self.why)))

@@ -10,7 +10,7 @@
 //! | `ipam.ConfigureIface` | [`configure_iface`] |
 //! | `ip.ValidateExpectedInterfaceIPs`, `ip.ValidateExpectedRoute` | [`validate_expected_ips`], [`validate_expected_routes`] |
 //! | CHECK's interface lookups | [`validate_expected_interface`] |
-//! | `ip.SetupVeth`, `ip.RandomVethName` | [`setup_veth`], [`random_veth_name`] |
+//! | `ip.SetupVeth`, `ip.RandomVethName` | [`setup_veth`], [`random_link_name`](crate::net::random_link_name) |
 //! | `ip.DelLinkByName`, `ip.DelLinkByNameAddr` | [`delete_link_by_name`], [`del_link_by_name_addr`] |
 //! | `ip.EnableForward`, `ip.EnableIP4Forward`, `ip.EnableIP6Forward` | [`enable_forward`], [`enable_ip4_forward`], [`enable_ip6_forward`] |
 //! | `calcGatewayIP`, `ip.NextIP` | [`gateway_of`], [`next_ip`] |
@@ -62,4 +62,4 @@ pub use iface::{add_route_like_go, configure_iface};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
-pub use veth::{random_veth_name, setup_veth};
+pub use veth::setup_veth;

@@ -1,25 +1,10 @@
-//! Veth pairs between the host and a container (Go `ip.SetupVeth`, `ip.RandomVethName`).
-
-use std::io::Read as _;
+//! Veth pairs between the host and a container (Go `ip.SetupVeth`).
 
 use cni_types::MacAddr;
 
 use super::go;
-use crate::net::{Link, Net, NetErrorKind};
+use crate::net::{Link, Net, NetErrorKind, random_link_name};
 use crate::{Error, Result};
-
-/// `veth` + 8 random lower-case hex digits (Go `ip.RandomVethName`), also the temporary name Go
-/// gives links it creates and renames later.
-pub fn random_veth_name() -> String {
-    let mut b = [0u8; 4];
-    let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b)).is_ok();
-    if !ok {
-        // Fall back to the clock and pid; uniqueness is still checked by the callers.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        b = (t.subsec_nanos() ^ std::process::id().rotate_left(16)).to_le_bytes();
-    }
-    format!("veth{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3])
-}
 
 /// Creates a veth pair with `ifname` in the container and a random `veth…` name on the host
 /// (10 tries on a name clash), both up, `accept_ra=0` on the host end (Go `ip.SetupVeth`).
@@ -32,7 +17,7 @@ pub async fn setup_veth(
     mac: Option<MacAddr>,
 ) -> Result<(Link, Link)> {
     for _ in 0..10 {
-        let host_name = random_veth_name();
+        let host_name = random_link_name();
         if ctr.find_link(ifname).await?.is_some() {
             return Err(Error::from_kind(
                 crate::ErrorKind::Exists,

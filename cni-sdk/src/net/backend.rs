@@ -92,6 +92,7 @@ pub(crate) enum NewLink {
 
 impl NewLink {
     /// The name of the (first) link created.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn name(&self) -> &str {
         match self {
             Self::Veth { name, .. } => name,
@@ -140,6 +141,7 @@ pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The operations a backend provides (native async; see [`DynBackend`] for the `dyn` form).
 pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     fn as_any(&self) -> &dyn Any;
     fn netns(&self) -> Option<&NetNs>;
 
@@ -175,6 +177,7 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
 
 /// Object-safe form of [`Backend`], implemented for every backend by the blanket impl.
 pub(crate) trait DynBackend: Send + Sync + fmt::Debug {
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     fn as_any(&self) -> &dyn Any;
     fn netns(&self) -> Option<&NetNs>;
     fn links(&self) -> BoxFuture<'_, NetResult<Vec<Link>>>;

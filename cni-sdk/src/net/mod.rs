@@ -1,8 +1,9 @@
 //! Network operations at the level of a plugin's intent, with a real and a fake backend.
 //!
 //! Plugin code is written against [`Net`], a cheap, cloneable handle bound to **one** network
-//! namespace. The same code runs against the kernel (through netlink, see [`Net::host`] and
-//! [`Net::open`]) or against the in-memory [`fake::FakeNetwork`] in unit tests.
+//! namespace. The same code runs against the kernel (through netlink, see `Net::host` and
+//! `Net::open`, feature `netlink`) or against the in-memory `fake::FakeNetwork` in unit tests
+//! (feature `test-util`).
 //!
 //! ```no_run
 //! # async fn demo(container: &cni_sdk::netns::NetNs) -> Result<(), cni_sdk::net::NetError> {
@@ -61,8 +62,13 @@
 //!   only the addresses you added. With the kernel's default `keep_addr_on_down=0`, IPv6
 //!   addresses are removed when a link goes down (the fake does the same).
 
+// Without a backend (neither `netlink` nor `test-util`), plugin code still compiles against
+// `Net`, but nothing can make one: the plumbing below is unused in such builds.
+#![cfg_attr(not(any(feature = "netlink", feature = "test-util")), allow(dead_code, unused_imports))]
+
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+#[cfg(feature = "netlink")]
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -70,10 +76,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 mod address;
 mod backend;
 mod error;
+#[cfg(feature = "test-util")]
 pub mod fake;
 mod link;
 mod lookup;
 mod provider;
+#[cfg(feature = "netlink")]
 mod real;
 mod route;
 mod sysctl;
@@ -85,7 +93,10 @@ pub use link::{
     VrfRequest,
 };
 pub use lookup::{BusDevice, DeviceBus};
-pub use provider::{KernelNet, NetProvider};
+#[cfg(feature = "netlink")]
+pub use provider::KernelNet;
+pub use provider::NetProvider;
+pub(crate) use provider::DynNetProvider;
 pub use route::RouteRequest;
 pub use types::{
     Address, IpvlanFlag, IpvlanMode, KindInfo, Link, LinkKind, LinkPeer, LinkRef, MAX_IFNAME_LEN, MacvlanMode,
@@ -143,11 +154,13 @@ impl Net {
         Self { backend }
     }
 
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     pub(crate) fn backend(&self) -> &dyn DynBackend {
         &*self.backend
     }
 
     /// A handle for the namespace of the calling thread (normally the host namespace).
+    #[cfg(feature = "netlink")]
     pub async fn host() -> NetResult<Net> {
         let ns = NetNs::current()?;
         Net::open(&ns).await
@@ -156,12 +169,14 @@ impl Net {
     /// A handle for the namespace `ns`. The netlink socket is created inside the namespace on a
     /// short-lived thread; its connection task is spawned on the current tokio runtime, so this
     /// must be called from within one.
+    #[cfg(feature = "netlink")]
     pub async fn open(ns: &NetNs) -> NetResult<Net> {
         let backend = real::RealBackend::open(ns).await?;
         Ok(Self::from_backend(Arc::new(backend)))
     }
 
     /// Opens the namespace at `path` and returns a handle for it.
+    #[cfg(feature = "netlink")]
     pub async fn open_path(path: impl AsRef<Path>) -> NetResult<Net> {
         let ns = NetNs::open(path)?;
         Net::open(&ns).await
