@@ -289,7 +289,13 @@ async fn delegates_to_debians_go_host_local() {
             "cniVersion": version.as_str(), "name": "gonet", "type": "uses-ipam",
             "ipam": {"type": "host-local", "subnet": "10.232.0.0/24", "dataDir": data.path()}
         });
-        let t = |cmd| PluginTest::new(&UsesIpam).command(cmd).config(conf.clone()).env("CNI_PATH", "/usr/lib/cni");
+        let t = |cmd| {
+            PluginTest::new(&UsesIpam)
+                .command(cmd)
+                .config(conf.clone())
+                .env("CNI_PATH", "/usr/lib/cni")
+                .exec(ProcessExec::new())
+        };
         let r = t(Command::Add).run().await.expect_result();
         let addr = r.ips[0].address;
         assert!(addr.to_string().starts_with("10.232.0."), "{addr}");
@@ -304,7 +310,12 @@ async fn delegates_to_debians_go_host_local() {
         // Rollback: our ADD fails after host-local allocated; the lease must be released.
         let mut failing = conf.clone();
         failing["failAfterIpam"] = json!(true);
-        let out = PluginTest::new(&UsesIpam).config(failing).env("CNI_PATH", "/usr/lib/cni").run().await;
+        let out = PluginTest::new(&UsesIpam)
+            .config(failing)
+            .env("CNI_PATH", "/usr/lib/cni")
+            .exec(ProcessExec::new())
+            .run()
+            .await;
         out.expect_error(999);
         let leases: Vec<_> = std::fs::read_dir(data.path().join("gonet"))
             .unwrap()
@@ -315,7 +326,8 @@ async fn delegates_to_debians_go_host_local() {
     }
     // Go's error objects come through with their code.
     let bad = json!({"cniVersion": "1.0.0", "name": "gonet", "type": "uses-ipam", "ipam": {"type": "host-local"}});
-    let out = PluginTest::new(&UsesIpam).config(bad).env("CNI_PATH", "/usr/lib/cni").run().await;
+    let out =
+        PluginTest::new(&UsesIpam).config(bad).env("CNI_PATH", "/usr/lib/cni").exec(ProcessExec::new()).run().await;
     assert_eq!(out.exit_code, 1);
     let e = out.error().unwrap();
     assert!(!e.msg.is_empty());
