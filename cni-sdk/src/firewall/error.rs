@@ -159,7 +159,22 @@ pub(crate) fn classify(stderr: &str) -> FirewallErrorKind {
     let any = |needles: &[&str]| needles.iter().any(|n| s.contains(n));
     if any(&["permission denied", "operation not permitted", "you must be root"]) {
         FirewallErrorKind::PermissionDenied
-    } else if any(&["device or resource busy", "too many links", "directory not empty", "resource busy"]) {
+    } else if any(&[
+        // A jump loop: ELOOP from iptables-legacy, EMLINK from nf_tables when adding a rule.
+        "too many levels of symbolic links",
+        "rule_append failed (too many links)",
+        "rule_insert failed (too many links)",
+        "rule_replace failed (too many links)",
+        "could not process rule: too many links",
+        "not intended for filtering",
+    ]) {
+        FirewallErrorKind::InvalidArgument
+    } else if any(&[
+        "device or resource busy",
+        // iptables-legacy deleting a chain that rules still jump to (EMLINK).
+        "too many links",
+        "directory not empty",
+    ]) {
         FirewallErrorKind::InUse
     } else if any(&["already exists", "file exists"]) {
         FirewallErrorKind::Exists
@@ -196,7 +211,6 @@ pub(crate) fn classify(stderr: &str) -> FirewallErrorKind {
         "not valid",
         "only valid",
         "numerical result out of range",
-        "too many levels of symbolic links",
         "need tcp, udp, sctp or dccp",
     ]) {
         FirewallErrorKind::InvalidArgument
@@ -219,6 +233,7 @@ mod tests {
             ("iptables v1.8.9 (legacy): Couldn't load target `NOPE':No such file or directory", NotFound),
             ("iptables: Chain already exists.", Exists),
             ("iptables: Too many links.", InUse),
+            ("iptables: Too many levels of symbolic links.", InvalidArgument),
             ("iptables: Directory not empty.", InUse),
             (
                 "iptables v1.8.9 (legacy): can't initialize iptables table `foo': Table does not exist (do you need to insmod?)",
@@ -230,6 +245,11 @@ mod tests {
             ("iptables v1.8.9 (nf_tables):  CHAIN_DEL failed (Device or resource busy): chain DN", InUse),
             ("iptables-nft-restore: line 2 failed: No chain/target/match by that name.", NotFound),
             ("iptables v1.8.9 (nf_tables):  RULE_APPEND failed (Invalid argument): rule in chain X", InvalidArgument),
+            ("iptables v1.8.9 (nf_tables):  RULE_APPEND failed (Too many links): rule in chain B", InvalidArgument),
+            (
+                "iptables-restore v1.8.9 (nf_tables): \nThe \"nat\" table is not intended for filtering, the use of DROP is therefore inhibited.",
+                InvalidArgument,
+            ),
             ("iptables v1.8.9 (nf_tables): chain name `xxx' too long (must be under 29 chars)", InvalidArgument),
             ("iptables: Index of insertion too big.", InvalidArgument),
             (
@@ -240,6 +260,7 @@ mod tests {
             ("Error: Could not process rule: No such file or directory", NotFound),
             ("Error: No such file or directory; did you mean chain 'pre' in table inet 't1'?", NotFound),
             ("Error: Could not process rule: Device or resource busy", InUse),
+            ("Error: Could not process rule: Too many links", InvalidArgument),
             ("Error: Could not process rule: File exists", Exists),
             ("Error: Could not process rule: Operation not supported", InvalidArgument),
             ("Error: syntax error, unexpected junk", InvalidArgument),

@@ -15,7 +15,9 @@ use super::model::{
     Ports, Protocol, Raw, Rule, Table, TableId, Verdict,
 };
 use super::process::{Runner, command_line};
-use super::state::{ChainState, Change, HandleRepr, ListedRule, RuleHandle, TableState, iptables_builtin_chains};
+use super::state::{
+    ChainState, Change, HandleRepr, ListedRule, RuleHandle, Ruleset, TableState, iptables_builtin_chains,
+};
 use crate::netns::NetNs;
 
 /// Which iptables binaries to run.
@@ -149,15 +151,44 @@ impl IptablesBackend {
             let out = self.runner.run(&program, &args, Some(text.clone())).await?;
             if !out.success() {
                 let mut err = FirewallError::tool(command_line(&program, &args), &out.stderr, out.code);
-                if err.kind() == FirewallErrorKind::Other
-                    && let Some(line) = failed_line(&out.stderr, &text)
-                {
-                    err = err.context(format!("input line {line:?}"));
+                if err.kind() == FirewallErrorKind::Other {
+                    if let Some(line) = failed_line(&out.stderr, &text) {
+                        err = err.context(format!("input line {line:?}"));
+                    }
+                    // iptables-legacy-restore only says "line N failed": find out why.
+                    if let Some(kind) = self.diagnose(&mine).await {
+                        err = FirewallError::new(kind, err.message().to_owned())
+                            .with_command(command_line(&program, &args));
+                    }
                 }
                 return Err(err);
             }
         }
         Ok(())
+    }
+}
+
+impl IptablesBackend {
+    /// Replays `changes` on a fresh read of their tables with the tools' semantics, to learn the
+    /// kind of a failure the tool did not explain.
+    async fn diagnose(&self, changes: &[&Change]) -> Option<FirewallErrorKind> {
+        let mut state = Ruleset::new(BackendKind::Iptables);
+        let mut tables: Vec<TableId> = Vec::new();
+        for c in changes {
+            let t = c.table();
+            if !tables.contains(&t) {
+                tables.push(t);
+            }
+        }
+        for t in &tables {
+            state.tables.push(self.read_impl(t).await.ok()??);
+        }
+        for c in changes {
+            if let Err(e) = state.apply(c, &mut |_, rule| RuleHandle(HandleRepr::Spec(rule_args(rule)))) {
+                return Some(e.kind());
+            }
+        }
+        tables.iter().find_map(|t| state.validate_table(t).err()).map(|e| e.kind())
     }
 }
 

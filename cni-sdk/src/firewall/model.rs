@@ -616,9 +616,9 @@ pub enum Match {
     OutInterface(String),
     /// Layer-4 protocol (`-p` / `meta l4proto`).
     Protocol(Protocol),
-    /// Source port; needs a [`Match::Protocol`] of TCP, UDP or SCTP before it.
+    /// Source port; needs a [`Match::Protocol`] of TCP, UDP or SCTP in the rule.
     SourcePort(Ports),
-    /// Destination port; needs a [`Match::Protocol`] of TCP, UDP or SCTP before it.
+    /// Destination port; needs a [`Match::Protocol`] of TCP, UDP or SCTP in the rule.
     DestinationPort(Ports),
     /// Packet mark: `mark & mask == value` (`-m mark --mark value/mask` / `meta mark`).
     Mark {
@@ -968,11 +968,11 @@ pub(crate) fn validate_chain_name(kind: BackendKind, name: &str) -> FirewallResu
             let bad = name.is_empty()
                 || name.len() > IPTABLES_MAX_CHAIN_LEN
                 || name.starts_with(['-', '!'])
-                || !name.chars().all(|c| c.is_ascii_graphic())
+                || !name.chars().all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '\'' | '\\'))
                 || IPTABLES_RESERVED.contains(&name);
             if bad {
                 return Err(FirewallError::invalid(format!(
-                    "invalid iptables chain name {name:?} (1 to {IPTABLES_MAX_CHAIN_LEN} visible ASCII characters, not starting with `-` or `!`, not a built-in target)"
+                    "invalid iptables chain name {name:?} (1 to {IPTABLES_MAX_CHAIN_LEN} visible ASCII characters without quotes or backslashes, not starting with `-` or `!`, not a built-in target)"
                 )));
             }
             Ok(())
@@ -1092,7 +1092,12 @@ pub(crate) fn validate_rule(kind: BackendKind, table: &TableId, rule: &Rule) -> 
             }
         }
     };
-    let mut protocol: Option<(Protocol, bool)> = None;
+    // The protocol a port match or a NAT port needs, wherever it is in the rule.
+    let protocol: Option<(Protocol, bool)> = rule.conditions.iter().find_map(|c| match c.test {
+        Match::Protocol(p) => Some((p, c.negated)),
+        _ => None,
+    });
+    let mut protocols = 0;
     let mut seen = [0u8; 8];
     for c in &rule.conditions {
         let rank = c.test.rank() as usize;
@@ -1106,19 +1111,17 @@ pub(crate) fn validate_rule(kind: BackendKind, table: &TableId, rule: &Rule) -> 
                 check_mix(n.addr())?;
             }
             Match::InInterface(i) | Match::OutInterface(i) => validate_ifname(i)?,
-            Match::Protocol(p) => {
-                if protocol.is_some() {
+            Match::Protocol(_) => {
+                protocols += 1;
+                if protocols > 1 {
                     return fail("a rule can match one protocol".into());
                 }
-                protocol = Some((*p, c.negated));
             }
             Match::SourcePort(ports) | Match::DestinationPort(ports) => {
                 match protocol {
                     Some((p, false)) if p.has_ports() => {}
                     _ => {
-                        return fail(
-                            "a port match needs a (non-negated) TCP, UDP or SCTP protocol match before it".into(),
-                        );
+                        return fail("a port match needs a (non-negated) TCP, UDP or SCTP protocol match".into());
                     }
                 }
                 let ranges = ports.ranges();
@@ -1177,6 +1180,9 @@ pub(crate) fn validate_rule(kind: BackendKind, table: &TableId, rule: &Rule) -> 
         | Verdict::Masquerade
         | Verdict::SetMark { .. }
         | Verdict::Continue => {}
+    }
+    if kind == BackendKind::Iptables && table.name == "nat" && rule.verdict == Verdict::Drop {
+        return fail("the iptables nat table is not meant for filtering; iptables refuses DROP there".into());
     }
     if kind == BackendKind::Iptables && table.family == TableFamily::Bridge {
         return fail("iptables has no bridge family".into());

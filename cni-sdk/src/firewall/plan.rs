@@ -6,6 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
+use super::iptables;
 use super::model::{
     BackendKind, Chain, ChainId, ChainKind, Rule, Table, TableFamily, TableId, validate_chain_name, validate_comment,
     validate_rule, validate_table,
@@ -307,6 +308,27 @@ impl Planner<'_> {
         self.emit(Change::DeleteRule { chain: chain.clone(), handle, rule })
     }
 
+    /// The rule as the backend will list it: the normal form, and for iptables the parse of its
+    /// rendering, so raw arguments the parser knows become typed as `iptables -S` would show them.
+    fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
+        let rule = rule.normalized(kind);
+        match kind {
+            BackendKind::Nftables => rule,
+            BackendKind::Iptables => {
+                let mut chains: BTreeSet<String> = self
+                    .state
+                    .table(&chain.table)
+                    .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
+                    .unwrap_or_default();
+                // A typed jump stays a jump, even to a chain that does not exist (yet).
+                if let Some(target) = rule.verdict.target_chain() {
+                    chains.insert(target.to_owned());
+                }
+                iptables::parse_rule_args(&iptables::rule_args(&rule), &chains).normalized(kind)
+            }
+        }
+    }
+
     fn op(&mut self, kind: BackendKind, op: &Op) -> FirewallResult<()> {
         match op {
             Op::EnsureTable(table) => {
@@ -393,7 +415,7 @@ impl Planner<'_> {
             },
             Op::Append { chain, rule, if_absent, top } => {
                 validate_rule(kind, &chain.table, rule)?;
-                let rule = rule.normalized(kind);
+                let rule = self.canonical(kind, chain, rule);
                 if *if_absent && self.state.chain(chain).is_some_and(|c| c.rules.iter().any(|r| r.rule == rule)) {
                     return Ok(());
                 }
@@ -405,7 +427,7 @@ impl Planner<'_> {
                 self.emit(change)
             }
             Op::DeleteRule(chain, rule) => {
-                let rule = rule.normalized(kind);
+                let rule = self.canonical(kind, chain, rule);
                 let found = self.state.chain(chain).and_then(|c| c.rules.iter().find(|r| r.rule == rule)).cloned();
                 match found {
                     Some(listed) => self.delete(chain, listed.handle, listed.rule),

@@ -6,7 +6,8 @@ use std::fmt;
 
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::model::{
-    BackendKind, BaseChain, Chain, ChainId, ChainKind, ChainType, Hook, Match, Rule, Table, TableId, Verdict,
+    BackendKind, BaseChain, Chain, ChainId, ChainKind, ChainType, Hook, Match, Policy, Rule, Table, TableId, Verdict,
+    validate_rule,
 };
 
 /// Identifies one listed rule so that exactly it can be deleted: an nft handle, or (iptables,
@@ -318,6 +319,11 @@ impl Ruleset {
                 }
             }
             Change::SetPolicy { chain, base } => {
+                if kind == BackendKind::Iptables && chain.table.name == "nat" && base.policy == Policy::Drop {
+                    return Err(FirewallError::invalid(format!(
+                        "the iptables nat table is not meant for filtering; policy DROP is refused for {chain}"
+                    )));
+                }
                 let c = self.chain_or_not_found(chain)?;
                 match &mut c.chain.kind {
                     ChainKind::Base(b) if b.same_hook(base) => {
@@ -356,6 +362,7 @@ impl Ruleset {
                 Ok(())
             }
             Change::AppendRule { chain, rule } | Change::InsertRule { chain, rule } => {
+                validate_rule(kind, &chain.table, rule)?;
                 let t = self.table_or_not_found(&chain.table)?;
                 if t.chain(&chain.name).is_none() {
                     return Err(FirewallError::not_found(format!("chain {chain} does not exist")));
@@ -412,20 +419,21 @@ impl Ruleset {
         let Some(table) = self.table(id) else { return Ok(()) };
         let chains: BTreeMap<&str, &ChainState> = table.chains.iter().map(|c| (c.chain.name.as_str(), c)).collect();
 
-        // Loops: depth-first search over jump/goto edges.
+        // Loops, as the kernel finds them: only among chains a base chain reaches (an unreached
+        // cycle is accepted until something jumps into it).
         fn visit<'a>(
             name: &'a str,
             chains: &BTreeMap<&'a str, &'a ChainState>,
             stack: &mut Vec<&'a str>,
             done: &mut BTreeSet<&'a str>,
         ) -> Result<(), Vec<String>> {
-            if done.contains(name) {
-                return Ok(());
-            }
             if let Some(pos) = stack.iter().position(|n| *n == name) {
                 let mut cycle: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
                 cycle.push(name.to_owned());
                 return Err(cycle);
+            }
+            if done.contains(name) {
+                return Ok(());
             }
             stack.push(name);
             if let Some(c) = chains.get(name) {
@@ -440,10 +448,11 @@ impl Ruleset {
             Ok(())
         }
         let mut done = BTreeSet::new();
-        for name in chains.keys() {
-            if let Err(cycle) = visit(name, &chains, &mut Vec::new(), &mut done) {
+        for c in table.chains.iter().filter(|c| c.chain.base_chain().is_some()) {
+            if let Err(cycle) = visit(&c.chain.name, &chains, &mut Vec::new(), &mut done) {
                 return Err(FirewallError::invalid(format!(
-                    "rules in table {id} would form a jump loop: {} (too many levels of links)",
+                    "rules in table {id} would form a jump loop reached from base chain {}: {} (too many links)",
+                    c.chain.name,
                     cycle.join(" -> ")
                 )));
             }
