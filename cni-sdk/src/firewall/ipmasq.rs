@@ -19,8 +19,8 @@
 //! so no addresses (bug B3). Each setup, teardown and check is one batch per backend (one
 //! `iptables-restore` per family, or one `nft` transaction) instead of Go's many processes.
 //!
-//! ```
-//! # #[cfg(feature = "test-util")]
+#![cfg_attr(feature = "test-util", doc = "```")]
+#![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
 //! # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 //! use cni_sdk::firewall::fake::FakeFirewall;
 //! use cni_sdk::firewall::ipmasq::{IpMasq, IpMasqBackend};

@@ -917,6 +917,48 @@ mod tests {
         }
     }
 
+    /// `iptables -S` / `ip6tables -S` after Debian's Go portmap (4 mappings, snat) and firewall
+    /// (ingressPolicy same-bridge) plugins, v1.1.1, ran in a namespace.
+    const GO_SAVES: [(TableFamily, &str, &str); 4] = [
+        (TableFamily::Ip, "nat", include_str!("../../tests/fixtures/firewall/go-v1.1.1-iptables-nat.txt")),
+        (TableFamily::Ip, "filter", include_str!("../../tests/fixtures/firewall/go-v1.1.1-iptables-filter.txt")),
+        (TableFamily::Ip6, "nat", include_str!("../../tests/fixtures/firewall/go-v1.1.1-ip6tables-nat.txt")),
+        (TableFamily::Ip6, "filter", include_str!("../../tests/fixtures/firewall/go-v1.1.1-ip6tables-filter.txt")),
+    ];
+
+    #[test]
+    fn go_plugins_rules_parse_into_typed_rules_and_render_back_line_for_line() {
+        for (family, table, text) in GO_SAVES {
+            let t = parse_table(&TableId::new(family, table), text).unwrap();
+            let rendered: Vec<String> = t
+                .chains
+                .iter()
+                .flat_map(|c| c.rules.iter().map(|r| iptables_save_line(&c.chain.name, &r.rule)))
+                .collect();
+            let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("-A ")).collect();
+            assert_eq!(rendered, lines, "{family} {table}");
+            for c in &t.chains {
+                for r in &c.rules {
+                    assert!(
+                        !r.rule.conditions.iter().any(|c| matches!(c.test, Match::Raw(_)))
+                            && !matches!(r.rule.verdict, Verdict::Raw(_)),
+                        "{family} {table}: raw parts in {}",
+                        r.rule
+                    );
+                    assert_eq!(r.rule.normalized(BackendKind::Iptables), r.rule);
+                }
+            }
+        }
+        // Spot checks of the typed values.
+        let nat = parse_table(&TableId::new(TableFamily::Ip, "nat"), GO_SAVES[0].2).unwrap();
+        let entry = &nat.chain("CNI-HOSTPORT-DNAT").unwrap().rules[1].rule;
+        assert_eq!(entry.comment.as_deref(), Some(r#"dnat name: "pmnet" id: "ctr-pm""#));
+        assert_eq!(entry.conditions[1].test, Match::DestinationPort(Ports::List(vec![8080.into(), 8443.into()])));
+        assert_eq!(entry.verdict, Verdict::Jump("CNI-DN-7adb6a9566e33a23756fa".into()));
+        let mark = &nat.chain("CNI-HOSTPORT-SETMARK").unwrap().rules[0].rule;
+        assert_eq!(mark.verdict, Verdict::SetMark { value: 0x2000, mask: 0x2000 });
+    }
+
     #[test]
     fn go_ipmasq_rules_render_as_iptables_shows_them() {
         let comment = "name: \"mynet\" id: \"ctr1\"";

@@ -373,7 +373,16 @@ fn json_has_comments(json: &str) -> bool {
 pub(crate) fn parse_table_json(id: &TableId, json: &str) -> FirewallResult<TableState> {
     let doc: Value = serde_json::from_str(json).map_err(|e| bad_json(&format!("list table {id}"), e))?;
     let mut state = TableState::new(Table::new(id.family, id.name.clone()));
+    let ours = |o: &Value| {
+        let table = o.get("table").and_then(Value::as_str).or_else(|| o.get("name").and_then(Value::as_str));
+        o["family"].as_str() == Some(id.family.as_str()) && table == Some(id.name.as_str())
+    };
     for obj in doc["nftables"].as_array().into_iter().flatten() {
+        // A listing may hold other tables (e.g. `list ruleset`); keep this one's objects.
+        let inner = obj.as_object().and_then(|m| m.values().next());
+        if !inner.is_some_and(ours) {
+            continue;
+        }
         if let Some(t) = obj.get("table") {
             state.table.comment = t["comment"].as_str().map(str::to_owned);
         } else if let Some(c) = obj.get("chain") {
@@ -743,6 +752,7 @@ fn text_table_comments(text: &str) -> BTreeMap<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::model::Ports;
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()
@@ -941,6 +951,134 @@ mod tests {
         assert_eq!(t.chains[1].rules[0].handle, RuleHandle::number(5));
         assert!(!json_has_comments(json));
         assert!(parse_table_json(&id, "not json").is_err());
+    }
+
+    /// `nft -j list ruleset` (nft 1.0.6) holding Go's nftables layouts (portmap v1.9, bridge
+    /// macspoofchk), a foreign table, and iptables-nft's own tables.
+    const GO_LAYOUTS: &str = include_str!("../../tests/fixtures/firewall/nft-go-layouts.json");
+
+    fn fixture_rules(family: TableFamily, table: &str, chain: &str) -> Vec<Rule> {
+        let t = parse_table_json(&TableId::new(family, table), GO_LAYOUTS).unwrap();
+        t.chain(chain).unwrap_or_else(|| panic!("{table} {chain}")).rules.iter().map(|r| r.rule.clone()).collect()
+    }
+
+    #[test]
+    fn go_nft_layouts_parse_into_typed_rules() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let portmap = TableFamily::Ip;
+        assert_eq!(
+            fixture_rules(portmap, "cni_hostport", "hostports"),
+            [
+                Rule::new(Verdict::Dnat { addr: ip("10.210.7.5"), port: Some(PortRange::single(443)) })
+                    .when(Match::Destination(net("10.210.7.1/32")))
+                    .when(Match::Protocol(Protocol::Tcp))
+                    .when(Match::DestinationPort(8443.into()))
+                    .with_comment("ctr-pm"),
+                Rule::new(Verdict::Dnat { addr: ip("10.210.7.5"), port: Some(PortRange::single(80)) })
+                    .when(Match::Protocol(Protocol::Tcp))
+                    .when(Match::DestinationPort(8080.into()))
+                    .with_comment("ctr-pm"),
+            ]
+        );
+        assert_eq!(
+            fixture_rules(portmap, "cni_hostport", "prerouting"),
+            [Rule::new(Verdict::Jump("hostports_all".into())).when(Match::DestinationAddrType(AddrType::Local))]
+        );
+        assert_eq!(
+            fixture_rules(portmap, "cni_hostport", "masquerading")[1],
+            Rule::new(Verdict::Masquerade)
+                .when(Match::Source(net("127.0.0.1/32")))
+                .when(Match::Destination(net("10.210.7.5/32")))
+                .with_comment("ctr-pm")
+        );
+        let t = parse_table_json(&TableId::new(portmap, "cni_hostport"), GO_LAYOUTS).unwrap();
+        let names: Vec<&str> = t.chains.iter().map(|c| c.chain.name.as_str()).collect();
+        assert_eq!(names, ["hostports", "hostip_hostports", "hostports_all", "prerouting", "output", "masquerading"]);
+        assert_eq!(
+            t.chain("output").unwrap().chain.kind,
+            ChainKind::Base(BaseChain::new(ChainType::Nat, Hook::Output, -100))
+        );
+        assert_eq!(
+            fixture_rules(TableFamily::Ip6, "cni_hostport", "hostports"),
+            [Rule::new(Verdict::Dnat { addr: ip("fd00:210:7::5"), port: Some(PortRange::single(80)) })
+                .when(Match::Protocol(Protocol::Tcp))
+                .when(Match::DestinationPort(8080.into()))
+                .with_comment("ctr-pm")]
+        );
+        assert_eq!(
+            fixture_rules(TableFamily::Ip6, "cni_hostport", "prerouting"),
+            [Rule::new(Verdict::Jump("hostports".into()))
+                .when(Match::InInterface("eth0".into()))
+                .when(Match::mark(1))
+                .when(Match::DestinationAddrType(AddrType::Local))]
+        );
+        // macspoofchk.
+        let c = "macspoofchk-ctr1-eth0";
+        assert_eq!(
+            fixture_rules(TableFamily::Bridge, "nat", "PREROUTING"),
+            [Rule::new(Verdict::Jump("cni-br-iface-ctr1-eth0".into()))
+                .when(Match::InInterface("veth1a2b3c4d".into()))
+                .with_comment(c)]
+        );
+        assert_eq!(
+            fixture_rules(TableFamily::Bridge, "nat", "cni-br-iface-ctr1-eth0-mac"),
+            [
+                Rule::new(Verdict::Return)
+                    .when(Match::EtherSource("0a:58:0a:d2:07:05".parse().unwrap()))
+                    .with_comment(c),
+                Rule::new(Verdict::Drop).with_comment(c),
+            ]
+        );
+        // Every one of these renders back to nft syntax.
+        for (f, table) in
+            [(TableFamily::Ip, "cni_hostport"), (TableFamily::Ip6, "cni_hostport"), (TableFamily::Bridge, "nat")]
+        {
+            let t = parse_table_json(&TableId::new(f, table), GO_LAYOUTS).unwrap();
+            for c in &t.chains {
+                for r in &c.rules {
+                    rule_text(f, &r.rule).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_rules_keep_what_the_model_lacks_as_raw_json() {
+        let t = parse_table_json(&TableId::new(TableFamily::Inet, "foreign"), GO_LAYOUTS).unwrap();
+        let input = t.chain("input").unwrap();
+        assert_eq!(input.chain.base_chain().unwrap().policy, Policy::Drop);
+        let rules: Vec<&Rule> = input.rules.iter().map(|r| &r.rule).collect();
+        // `ct state established,related counter accept`: the counter statement stays raw.
+        assert_eq!(
+            rules[0].conditions,
+            [
+                Condition::from(Match::ConnState(vec![ConnState::Related, ConnState::Established])),
+                Match::Raw(Raw::NftJson(r#"{"counter":{"packets":0,"bytes":0}}"#.into())).into(),
+            ]
+        );
+        assert_eq!(rules[0].verdict, Verdict::Accept);
+        // `limit ... log ... accept`: raw conditions, typed ports and verdict.
+        assert!(
+            rules[1].conditions.iter().any(|c| matches!(&c.test, Match::Raw(Raw::NftJson(j)) if j.contains("limit")))
+        );
+        assert!(
+            rules[1]
+                .conditions
+                .iter()
+                .any(|c| c.test == Match::DestinationPort(Ports::List(vec![22.into(), 80.into()])))
+        );
+        // `meta l4proto { tcp, udp } th dport 53`: both raw.
+        assert_eq!(rules[2].conditions.len(), 2);
+        assert!(rules[2].conditions.iter().all(|c| matches!(c.test, Match::Raw(_))));
+        assert_eq!(
+            *rules[3],
+            Rule::new(Verdict::Accept).when(Match::InInterface("lo".into())).with_comment("loopback")
+        );
+        // iptables-nft's own tables (xt expressions) parse too, with raw parts.
+        for table in ["nat", "filter"] {
+            let t = parse_table_json(&TableId::new(TableFamily::Ip, table), GO_LAYOUTS).unwrap();
+            assert!(!t.chains.is_empty(), "{table}");
+        }
     }
 
     #[test]
