@@ -958,3 +958,26 @@ async fn fake_only_one_batch_is_one_commit_per_family() {
     nft.firewall().apply(&b).await.unwrap();
     assert_eq!(nft.commits(), 1, "one nft transaction");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Usability probes
+
+#[tokio::test]
+async fn a_missing_tool_is_unavailable() {
+    let fw = Firewall::new(NftablesBackend::new().binary("fwt-no-such-nft"));
+    let err = fw.probe().await.unwrap_err();
+    assert_eq!(err.kind(), FirewallErrorKind::Unavailable, "{err}");
+    assert!(err.to_string().contains("fwt-no-such-nft"), "{err}");
+    let t = TableId::new(TableFamily::Inet, "t");
+    assert_eq!(kind_of(fw.read_table(&t).await), FirewallErrorKind::Unavailable);
+    assert_eq!(kind_of(fw.ensure_table(Table::new(TableFamily::Inet, "t")).await), FirewallErrorKind::Unavailable);
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn go_probes_find_both_tools_usable_in_a_namespace() {
+    let ns = temp_ns();
+    let netns = ns.netns().unwrap();
+    assert!(cni_sdk::firewall::supports_iptables(Some(&netns)).await);
+    assert!(cni_sdk::firewall::supports_nftables(Some(&netns)).await);
+}

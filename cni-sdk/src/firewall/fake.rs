@@ -4,8 +4,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::iptables::{iptables_save_line, rule_args};
-use super::model::{BackendKind, ChainKind, IPTABLES_TABLES, IpFamily, Table, TableId};
+use super::model::{BackendKind, ChainKind, IpFamily, Table, TableId};
 use super::state::{Change, HandleRepr, RuleHandle, Ruleset, TableState};
+use super::validate::IPTABLES_TABLES;
 use super::{Firewall, FirewallBackend};
 
 /// A faithful in-memory model of iptables or nftables.

@@ -11,13 +11,14 @@ use ipnet::IpNet;
 use super::FirewallBackend;
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::model::{
-    AddrType, BackendKind, Chain, ChainKind, Condition, ConnState, IPTABLES_TABLES, IpFamily, Match, Policy, PortRange,
-    Ports, Protocol, Raw, Rule, Table, TableId, Verdict,
+    AddrType, BackendKind, Chain, ChainKind, Condition, ConnState, IpFamily, Match, Policy, PortRange, Ports, Protocol,
+    Raw, Rule, Table, TableId, Verdict,
 };
 use super::process::{Runner, command_line};
 use super::state::{
     ChainState, Change, HandleRepr, ListedRule, RuleHandle, Ruleset, TableState, iptables_builtin_chains,
 };
+use super::validate::IPTABLES_TABLES;
 use crate::netns::NetNs;
 
 /// Which iptables binaries to run.

@@ -93,21 +93,44 @@ mod nftables;
 mod plan;
 mod process;
 mod state;
+mod validate;
 
 pub use error::{FirewallError, FirewallErrorKind, FirewallResult};
 pub use iptables::{IptablesBackend, IptablesVariant, iptables_save_line};
 pub use model::{
-    AddrType, BackendKind, BaseChain, Chain, ChainId, ChainKind, ChainType, Condition, ConnState, Hook,
-    IPTABLES_MAX_COMMENT_LEN, IpFamily, Match, NFT_MAX_COMMENT_LEN, PRIORITY_BRIDGE_DSTNAT, PRIORITY_DSTNAT,
-    PRIORITY_FILTER, PRIORITY_MANGLE, PRIORITY_RAW, PRIORITY_SECURITY, PRIORITY_SRCNAT, Policy, PortRange, Ports,
-    Protocol, Raw, Rule, Table, TableFamily, TableId, Verdict,
+    AddrType, BackendKind, BaseChain, Chain, ChainId, ChainKind, ChainType, Condition, ConnState, Hook, IpFamily,
+    Match, PRIORITY_BRIDGE_DSTNAT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_MANGLE, PRIORITY_RAW, PRIORITY_SECURITY,
+    PRIORITY_SRCNAT, Policy, PortRange, Ports, Protocol, Raw, Rule, Table, TableFamily, TableId, Verdict,
 };
 pub use nftables::NftablesBackend;
 pub use plan::Batch;
 pub use state::{ChainState, Change, ListedRule, RuleHandle, TableState};
+pub use validate::{IPTABLES_MAX_COMMENT_LEN, NFT_MAX_COMMENT_LEN};
 
 use crate::netns::NetNs;
 use state::Ruleset;
+
+/// Go's `utils.SupportsIPTables` (notes §16.1): whether the system's iptables can check for the
+/// `filter INPUT` chain, in `netns` or the caller's namespace.
+pub async fn supports_iptables(netns: Option<&NetNs>) -> bool {
+    let backend = IptablesBackend::new();
+    let backend = match netns {
+        Some(ns) => backend.in_netns(ns.clone()),
+        None => backend,
+    };
+    Firewall::new(backend).is_usable().await
+}
+
+/// Go's `utils.SupportsNFTables` (knftables' checks, notes §16.1): whether `nft` is at least
+/// 1.0.1 and accepts adding a table in `--check` mode, in `netns` or the caller's namespace.
+pub async fn supports_nftables(netns: Option<&NetNs>) -> bool {
+    let backend = NftablesBackend::new();
+    let backend = match netns {
+        Some(ns) => backend.in_netns(ns.clone()),
+        None => backend,
+    };
+    Firewall::new(backend).is_usable().await
+}
 
 /// How many times a batch is planned again when the state changed between reading and
 /// committing.
@@ -242,7 +265,7 @@ impl Firewall {
 
     /// A table's chains and rules (with comments), or `None` when it does not exist.
     pub async fn read_table(&self, table: &TableId) -> FirewallResult<Option<TableState>> {
-        model::validate_table(self.kind(), table)?;
+        validate::validate_table(self.kind(), table)?;
         self.backend.read_table_boxed(table, true).await
     }
 
@@ -256,7 +279,7 @@ impl Firewall {
 
     /// True when the chain exists.
     pub async fn chain_exists(&self, chain: &ChainId) -> FirewallResult<bool> {
-        model::validate_table(self.kind(), &chain.table)?;
+        validate::validate_table(self.kind(), &chain.table)?;
         let t = self.backend.read_table_boxed(&chain.table, false).await?;
         Ok(t.is_some_and(|t| t.chain(&chain.name).is_some()))
     }
@@ -264,8 +287,8 @@ impl Firewall {
     /// The rules of a chain, in order; [`NotFound`](FirewallErrorKind::NotFound) when the chain
     /// does not exist.
     pub async fn list_rules(&self, chain: &ChainId) -> FirewallResult<Vec<ListedRule>> {
-        model::validate_table(self.kind(), &chain.table)?;
-        model::validate_chain_name(self.kind(), &chain.name)?;
+        validate::validate_table(self.kind(), &chain.table)?;
+        validate::validate_chain_name(self.kind(), &chain.name)?;
         let t = self.backend.read_table_boxed(&chain.table, false).await?;
         match t.and_then(|mut t| {
             let i = t.chains.iter().position(|c| c.chain.name == chain.name)?;

@@ -7,11 +7,9 @@ use std::sync::Arc;
 
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::iptables;
-use super::model::{
-    BackendKind, Chain, ChainId, ChainKind, Rule, Table, TableFamily, TableId, validate_chain_name, validate_comment,
-    validate_rule, validate_table,
-};
+use super::model::{BackendKind, Chain, ChainId, ChainKind, Rule, Table, TableFamily, TableId};
 use super::state::{Change, HandleRepr, RuleHandle, Ruleset};
+use super::validate::{validate_chain_name, validate_comment, validate_rule, validate_table};
 
 type Predicate = Arc<dyn Fn(&Rule) -> bool + Send + Sync>;
 

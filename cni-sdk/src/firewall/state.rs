@@ -7,8 +7,8 @@ use std::fmt;
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::model::{
     BackendKind, BaseChain, Chain, ChainId, ChainKind, ChainType, Hook, Match, Policy, Rule, Table, TableId, Verdict,
-    validate_rule,
 };
+use super::validate::validate_rule;
 
 /// Identifies one listed rule so that exactly it can be deleted: an nft handle, or (iptables,
 /// which has no handles) the rule's specification as `iptables -S` printed it.
