@@ -611,7 +611,7 @@ async fn hostile_comments_and_names(env: Env) {
     let too_long = format!("{long}X");
     let mut bad_names = vec![too_long.as_str(), "", "has space", "-dash", "quote\"d", "back\\slash"];
     if !env.ipt() {
-        bad_names.extend(["semi;colon", "1digit", "brace{"]);
+        bad_names.extend(["semi;colon", "1digit", "brace{", "accept", "counter", "ip"]);
     }
     for bad in bad_names {
         let err = env.fw.ensure_chain(&env.filter, Chain::regular(bad)).await.unwrap_err();

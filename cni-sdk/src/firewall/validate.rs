@@ -44,7 +44,131 @@ pub(crate) fn validate_table(kind: BackendKind, table: &TableId) -> FirewallResu
     }
 }
 
+/// Words nft 1.0.6 refuses as a table or chain name (measured: `add chain ip t <word>` fails).
+/// Hook and table-type names (`input`, `output`, `nat`, `filter`, ...) are accepted.
+const NFT_RESERVED: &[&str] = &[
+    "accept",
+    "add",
+    "ah",
+    "all",
+    "and",
+    "arp",
+    "auto-merge",
+    "bridge",
+    "chain",
+    "comment",
+    "comp",
+    "continue",
+    "counter",
+    "create",
+    "ct",
+    "day",
+    "dccp",
+    "define",
+    "delete",
+    "describe",
+    "device",
+    "devices",
+    "dnat",
+    "drop",
+    "dst",
+    "dup",
+    "dynamic",
+    "element",
+    "elements",
+    "esp",
+    "ether",
+    "exists",
+    "export",
+    "exthdr",
+    "fib",
+    "flags",
+    "flow",
+    "flowtable",
+    "flush",
+    "frag",
+    "fwd",
+    "gc-interval",
+    "goto",
+    "handle",
+    "hbh",
+    "hook",
+    "hour",
+    "icmp",
+    "icmpv6",
+    "iif",
+    "iifname",
+    "igmp",
+    "import",
+    "include",
+    "index",
+    "inet",
+    "insert",
+    "ip",
+    "ip6",
+    "ipsec",
+    "jhash",
+    "jump",
+    "limit",
+    "list",
+    "log",
+    "map",
+    "mark",
+    "masquerade",
+    "meta",
+    "mh",
+    "missing",
+    "monitor",
+    "netdev",
+    "not",
+    "notrack",
+    "numgen",
+    "oif",
+    "oifname",
+    "or",
+    "osf",
+    "policy",
+    "position",
+    "priority",
+    "queue",
+    "quota",
+    "random",
+    "redefine",
+    "redirect",
+    "reject",
+    "rename",
+    "replace",
+    "reset",
+    "return",
+    "rt",
+    "rule",
+    "sctp",
+    "secmark",
+    "set",
+    "size",
+    "snat",
+    "socket",
+    "srh",
+    "symhash",
+    "synproxy",
+    "table",
+    "tcp",
+    "timeout",
+    "tproxy",
+    "type",
+    "udp",
+    "udplite",
+    "undefine",
+    "update",
+    "vlan",
+    "vmap",
+    "xor",
+];
+
 fn validate_nft_name(what: &str, name: &str) -> FirewallResult<()> {
+    if NFT_RESERVED.contains(&name) {
+        return Err(FirewallError::invalid(format!("{name:?} is an nft keyword and cannot name a {what}")));
+    }
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '.');
     let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '/'));
@@ -350,6 +474,13 @@ mod tests {
         assert!(validate_chain_name(BackendKind::Nftables, "cni-br-iface-ctr1-eth0-mac").is_ok());
         assert!(validate_chain_name(BackendKind::Nftables, "1abc").is_err());
         assert!(validate_chain_name(BackendKind::Nftables, &"c".repeat(256)).is_err());
+        for word in ["accept", "jump", "counter", "ip", "type"] {
+            assert!(validate_chain_name(BackendKind::Nftables, word).is_err(), "{word}");
+        }
+        for word in ["output", "postrouting", "nat", "filter", "masq_checks", "x.y", "a/b"] {
+            assert!(validate_chain_name(BackendKind::Nftables, word).is_ok(), "{word}");
+        }
+        assert!(validate_table(BackendKind::Nftables, &TableId::new(TableFamily::Inet, "table")).is_err());
         assert!(validate_table(BackendKind::Iptables, &TableId::new(TableFamily::Inet, "nat")).is_err());
         assert!(validate_table(BackendKind::Iptables, &TableId::new(TableFamily::Ip, "foo")).is_err());
         assert!(validate_table(BackendKind::Iptables, &TableId::new(TableFamily::Ip6, "mangle")).is_ok());
