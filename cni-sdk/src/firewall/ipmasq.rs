@@ -1,4 +1,4 @@
-//! IP masquerading as Go's bridge and ptp plugins set it up (`ipMasq`, notes §16.2), with
+//! IP masquerading as Go's bridge and ptp plugins set it up (`ipMasq`, `pkg/ip/ipmasq_*_linux.go`), with
 //! either backend and Go's layouts, names and comments, so Go and this SDK clean up each other's
 //! state.
 //!

@@ -110,7 +110,7 @@ pub use validate::{IPTABLES_MAX_COMMENT_LEN, NFT_MAX_COMMENT_LEN};
 use crate::netns::NetNs;
 use state::Ruleset;
 
-/// Go's `utils.SupportsIPTables` (notes §16.1): whether the system's iptables can check for the
+/// Go's `utils.SupportsIPTables` (`pkg/utils/netfilter.go`): whether the system's iptables can check for the
 /// `filter INPUT` chain, in `netns` or the caller's namespace.
 pub async fn supports_iptables(netns: Option<&NetNs>) -> bool {
     let backend = IptablesBackend::new();
@@ -121,7 +121,7 @@ pub async fn supports_iptables(netns: Option<&NetNs>) -> bool {
     Firewall::new(backend).is_usable().await
 }
 
-/// Go's `utils.SupportsNFTables` (knftables' checks, notes §16.1): whether `nft` is at least
+/// Go's `utils.SupportsNFTables` (knftables' checks): whether `nft` is at least
 /// 1.0.1 and accepts adding a table in `--check` mode, in `netns` or the caller's namespace.
 pub async fn supports_nftables(netns: Option<&NetNs>) -> bool {
     let backend = NftablesBackend::new();
@@ -246,7 +246,7 @@ impl Firewall {
         self.backend.kind()
     }
 
-    /// Checks that the backend is usable (Go's probes, notes §16.1): iptables can check for the
+    /// Checks that the backend is usable (Go's `SupportsIPTables` / `SupportsNFTables`): iptables can check for the
     /// `filter INPUT` chain; nft is at least 1.0.1 and accepts adding a table in `--check` mode.
     pub async fn probe(&self) -> FirewallResult<()> {
         self.backend.probe_boxed().await

@@ -1,4 +1,4 @@
-//! Go's names and comments for firewall objects (notes §1.5), so that Go's plugins and this SDK
+//! Go's names and comments for firewall objects (`pkg/utils`, portmap, bridge), so that Go's plugins and this SDK
 //! find and delete each other's chains and rules.
 //!
 //! `hex(x)` below is the lowercase hex SHA-512 of the bytes of `x`.

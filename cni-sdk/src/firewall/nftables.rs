@@ -18,7 +18,7 @@ use super::process::{Runner, command_line};
 use super::state::{ChainState, Change, HandleRepr, ListedRule, RuleHandle, TableState};
 use crate::netns::NetNs;
 
-/// The oldest nft Go's knftables accepts (and so the oldest "usable" one, notes §16.1).
+/// The oldest nft Go's knftables accepts (and so the oldest "usable" one, Go `pkg/utils/netfilter.go`).
 const MIN_VERSION: (u32, u32, u32) = (1, 0, 1);
 
 /// The nftables backend (the `nft` binary).
