@@ -349,6 +349,10 @@ impl Error {
         if let Some(e) = err.downcast_ref::<crate::netns::NetnsError>() {
             return Some(e.kind().into());
         }
+        #[cfg(feature = "firewall")]
+        if let Some(e) = err.downcast_ref::<crate::firewall::FirewallError>() {
+            return Some(e.kind().into());
+        }
         if let Some(e) = err.downcast_ref::<std::io::Error>() {
             return Some(io_kind(e));
         }
@@ -396,6 +400,23 @@ impl From<crate::netns::NetnsErrorKind> for ErrorKind {
             N::AlreadyExists => Self::Exists,
             N::PermissionDenied => Self::PermissionDenied,
             N::Panicked => Self::Panicked,
+            _ => Self::Internal,
+        }
+    }
+}
+
+#[cfg(feature = "firewall")]
+impl From<crate::firewall::FirewallErrorKind> for ErrorKind {
+    /// A tool that is missing or unusable is "not supported"; a chain still referenced by
+    /// another rule is an internal error (retrying will not help).
+    fn from(kind: crate::firewall::FirewallErrorKind) -> Self {
+        use crate::firewall::FirewallErrorKind as F;
+        match kind {
+            F::NotFound => Self::NotFound,
+            F::Exists => Self::Exists,
+            F::PermissionDenied => Self::PermissionDenied,
+            F::Unavailable => Self::NotSupported,
+            F::InvalidArgument => Self::InvalidArgument,
             _ => Self::Internal,
         }
     }

@@ -54,6 +54,8 @@ pub mod delegate;
 pub mod dispatch;
 mod error;
 pub mod exec;
+#[cfg(feature = "firewall")]
+pub mod firewall;
 mod guard;
 pub mod kit;
 pub mod logging;

@@ -1,0 +1,454 @@
+//! Batches of intent-level operations, and the planner that turns them into primitive
+//! [`Change`]s against the state a backend read.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
+use super::iptables;
+use super::model::{BackendKind, Chain, ChainId, ChainKind, Rule, Table, TableFamily, TableId};
+use super::state::{Change, HandleRepr, RuleHandle, Ruleset};
+use super::validate::{validate_chain_name, validate_comment, validate_rule, validate_table};
+
+type Predicate = Arc<dyn Fn(&Rule) -> bool + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum Op {
+    EnsureTable(Table),
+    DeleteTable(TableId),
+    EnsureChain(TableId, Chain),
+    FlushChain(ChainId),
+    DeleteChain(ChainId),
+    Append { chain: ChainId, rule: Rule, if_absent: bool, top: bool },
+    DeleteRule(ChainId, Rule),
+    DeleteHandle(ChainId, RuleHandle),
+    DeleteWhere(ChainId, Predicate),
+}
+
+impl Op {
+    pub(crate) fn table(&self) -> TableId {
+        match self {
+            Self::EnsureTable(t) => t.id(),
+            Self::DeleteTable(t) | Self::EnsureChain(t, _) => t.clone(),
+            Self::FlushChain(c)
+            | Self::DeleteChain(c)
+            | Self::Append { chain: c, .. }
+            | Self::DeleteRule(c, _)
+            | Self::DeleteHandle(c, _)
+            | Self::DeleteWhere(c, _) => c.table.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::EnsureTable(t) => write!(f, "ensure table {}", t.id()),
+            Self::DeleteTable(t) => write!(f, "delete table {t}"),
+            Self::EnsureChain(t, c) => write!(f, "ensure chain {}", t.chain(c.name.clone())),
+            Self::FlushChain(c) => write!(f, "flush chain {c}"),
+            Self::DeleteChain(c) => write!(f, "delete chain {c}"),
+            Self::Append { chain, rule, if_absent, top } => {
+                let verb = if *top { "insert" } else { "append" };
+                let cond = if *if_absent { " if absent" } else { "" };
+                write!(f, "{verb}{cond} [{rule}] in {chain}")
+            }
+            Self::DeleteRule(c, r) => write!(f, "delete [{r}] from {c}"),
+            Self::DeleteHandle(c, h) => write!(f, "delete {h:?} from {c}"),
+            Self::DeleteWhere(c, _) => write!(f, "delete matching rules from {c}"),
+        }
+    }
+}
+
+/// Several changes applied together by [`Firewall::apply`](super::Firewall::apply): one
+/// `iptables-restore --noflush` per IP family, or one `nft -f -` transaction.
+///
+/// Every operation is idempotent where that makes sense: "ensure" creates what is missing and
+/// leaves what exists, deletions of missing objects succeed (a DEL after an interrupted ADD, or a
+/// second DEL, works). Operations apply in order, so a batch can create a chain and then jump to
+/// it. Invalid requests are reported when the batch is applied, not when it is built.
+///
+/// ```
+/// use cni_sdk::firewall::{Batch, Chain, IpFamily, Match, Rule, TableId, Verdict};
+/// let nat = TableId::iptables(IpFamily::V4, "nat");
+/// let mut batch = Batch::new();
+/// batch
+///     .ensure_chain(&nat, Chain::regular("CNI-EXAMPLE"))
+///     .append_if_absent(&nat.chain("CNI-EXAMPLE"), Rule::new(Verdict::Masquerade))
+///     .append_if_absent(
+///         &nat.chain("POSTROUTING"),
+///         Rule::new(Verdict::Jump("CNI-EXAMPLE".into())).when(Match::Source("10.0.0.5/32".parse().unwrap())),
+///     );
+/// assert_eq!(batch.len(), 3);
+/// ```
+#[derive(Clone, Default)]
+pub struct Batch {
+    pub(crate) ops: Vec<Op>,
+}
+
+impl fmt::Debug for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(&self.ops).finish()
+    }
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The number of operations.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when the batch holds no operation.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Creates the table if it does not exist (nftables); iptables tables always exist, so this
+    /// only checks the name there. An existing table's comment is left as it is.
+    pub fn ensure_table(&mut self, table: Table) -> &mut Self {
+        self.ops.push(Op::EnsureTable(table));
+        self
+    }
+
+    /// Deletes the table with everything in it, if it exists (nftables only).
+    pub fn delete_table(&mut self, table: &TableId) -> &mut Self {
+        self.ops.push(Op::DeleteTable(table.clone()));
+        self
+    }
+
+    /// Creates the chain if it does not exist. An existing chain of the same kind is kept (its
+    /// rules too); a base chain's policy is updated. A chain of that name but another kind (or
+    /// another hook) is an [`Exists`](super::FirewallErrorKind::Exists) error. The table must
+    /// exist (ensure it first with nftables).
+    pub fn ensure_chain(&mut self, table: &TableId, chain: Chain) -> &mut Self {
+        self.ops.push(Op::EnsureChain(table.clone(), chain));
+        self
+    }
+
+    /// Removes every rule of the chain; a missing chain is not an error.
+    pub fn flush_chain(&mut self, chain: &ChainId) -> &mut Self {
+        self.ops.push(Op::FlushChain(chain.clone()));
+        self
+    }
+
+    /// Deletes the chain; a missing chain is not an error. Fails with
+    /// [`InUse`](super::FirewallErrorKind::InUse) while rules jump to it, and with iptables
+    /// while it holds rules (flush it first).
+    pub fn delete_chain(&mut self, chain: &ChainId) -> &mut Self {
+        self.ops.push(Op::DeleteChain(chain.clone()));
+        self
+    }
+
+    /// Appends the rule to the chain (which must exist).
+    pub fn append(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: false });
+        self
+    }
+
+    /// Appends the rule unless the chain already holds an equal one (compared in normal form).
+    pub fn append_if_absent(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: false });
+        self
+    }
+
+    /// Inserts the rule at the top of the chain.
+    pub fn insert(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: true });
+        self
+    }
+
+    /// Inserts the rule at the top unless the chain already holds an equal one anywhere (Go's
+    /// "insert at position 1 if missing").
+    pub fn insert_if_absent(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: true });
+        self
+    }
+
+    /// Deletes the first rule equal to `rule` (compared in normal form), like `iptables -D`; a
+    /// missing rule or chain is not an error.
+    pub fn delete_rule(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
+        self.ops.push(Op::DeleteRule(chain.clone(), rule));
+        self
+    }
+
+    /// Deletes the rule with this handle (from a listing); a missing rule or chain is not an error.
+    pub fn delete_rule_handle(&mut self, chain: &ChainId, handle: RuleHandle) -> &mut Self {
+        self.ops.push(Op::DeleteHandle(chain.clone(), handle));
+        self
+    }
+
+    /// Deletes every rule of the chain for which `predicate` holds (evaluated on the rules in
+    /// normal form when the batch is applied); a missing chain is not an error.
+    pub fn delete_rules_where(
+        &mut self,
+        chain: &ChainId,
+        predicate: impl Fn(&Rule) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.ops.push(Op::DeleteWhere(chain.clone(), Arc::new(predicate)));
+        self
+    }
+
+    /// Deletes every rule of the chain whose comment is exactly `comment`.
+    pub fn delete_rules_with_comment(&mut self, chain: &ChainId, comment: impl Into<String>) -> &mut Self {
+        let comment = comment.into();
+        self.delete_rules_where(chain, move |r| r.has_comment(&comment))
+    }
+
+    /// Deletes every rule of the chain whose comment starts with `prefix`.
+    pub fn delete_rules_with_comment_prefix(&mut self, chain: &ChainId, prefix: impl Into<String>) -> &mut Self {
+        let prefix = prefix.into();
+        self.delete_rules_where(chain, move |r| r.comment.as_deref().is_some_and(|c| c.starts_with(&prefix)))
+    }
+
+    /// The operations grouped into the units a backend commits atomically, in order:
+    /// one per IP family for iptables, one for nftables.
+    pub(crate) fn units(&self, kind: BackendKind) -> Vec<Vec<Op>> {
+        match kind {
+            BackendKind::Nftables => vec![self.ops.clone()],
+            BackendKind::Iptables => {
+                let mut units: Vec<(TableFamily, Vec<Op>)> = Vec::new();
+                for op in &self.ops {
+                    let family = op.table().family;
+                    match units.iter_mut().find(|(f, _)| *f == family) {
+                        Some((_, ops)) => ops.push(op.clone()),
+                        None => units.push((family, vec![op.clone()])),
+                    }
+                }
+                units.into_iter().map(|(_, ops)| ops).collect()
+            }
+        }
+    }
+}
+
+/// Checks the names of everything the operations touch (before any state is read).
+pub(crate) fn check_names(kind: BackendKind, ops: &[Op]) -> FirewallResult<()> {
+    for op in ops {
+        validate_table(kind, &op.table())?;
+        match op {
+            Op::EnsureChain(_, chain) => validate_chain_name(kind, &chain.name)?,
+            Op::FlushChain(c)
+            | Op::DeleteChain(c)
+            | Op::Append { chain: c, .. }
+            | Op::DeleteRule(c, _)
+            | Op::DeleteHandle(c, _)
+            | Op::DeleteWhere(c, _) => validate_chain_name(kind, &c.name)?,
+            Op::EnsureTable(_) | Op::DeleteTable(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The tables the operations touch, in first-use order.
+pub(crate) fn tables_of(ops: &[Op]) -> Vec<TableId> {
+    let mut out: Vec<TableId> = Vec::new();
+    for op in ops {
+        let t = op.table();
+        if !out.contains(&t) {
+            out.push(t);
+        }
+    }
+    out
+}
+
+/// Plans `ops` against `state` (which it updates as the changes would): the primitive changes
+/// to commit, in order. Errors are those the tool would give, found before anything is run.
+pub(crate) fn plan(state: &mut Ruleset, ops: &[Op]) -> FirewallResult<Vec<Change>> {
+    let kind = state.kind;
+    let mut planner = Planner { state, out: Vec::new(), next_pending: 0 };
+    let mut touched: BTreeSet<TableId> = BTreeSet::new();
+    for op in ops {
+        touched.insert(op.table());
+        planner.op(kind, op).map_err(|e| e.context(format!("{op:?}")))?;
+    }
+    for t in &touched {
+        planner.state.validate_table(t)?;
+    }
+    Ok(planner.out.into_iter().map(|(c, _)| c).collect())
+}
+
+struct Planner<'a> {
+    state: &'a mut Ruleset,
+    /// The changes, each with the pending id of the rule it adds (if any).
+    out: Vec<(Change, Option<u64>)>,
+    next_pending: u64,
+}
+
+impl Planner<'_> {
+    fn emit(&mut self, change: Change) -> FirewallResult<()> {
+        let pending = match change {
+            Change::AppendRule { .. } | Change::InsertRule { .. } => {
+                self.next_pending += 1;
+                Some(self.next_pending)
+            }
+            _ => None,
+        };
+        let handle = RuleHandle(HandleRepr::Pending(pending.unwrap_or_default()));
+        self.state.apply(&change, &mut |_, _| handle.clone())?;
+        self.out.push((change, pending));
+        Ok(())
+    }
+
+    /// Deletes a listed rule: a rule added earlier in this batch is simply not added.
+    fn delete(&mut self, chain: &ChainId, handle: RuleHandle, rule: Rule) -> FirewallResult<()> {
+        if let HandleRepr::Pending(n) = handle.0 {
+            self.state.apply(&Change::DeleteRule { chain: chain.clone(), handle, rule }, &mut |_, _| {
+                RuleHandle(HandleRepr::Pending(0))
+            })?;
+            self.out.retain(|(_, p)| *p != Some(n));
+            return Ok(());
+        }
+        self.emit(Change::DeleteRule { chain: chain.clone(), handle, rule })
+    }
+
+    /// The rule as the backend will list it: the normal form, and for iptables the parse of its
+    /// rendering, so raw arguments the parser knows become typed as `iptables -S` would show them.
+    fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
+        let rule = rule.normalized(kind);
+        match kind {
+            BackendKind::Nftables => rule,
+            BackendKind::Iptables => {
+                let mut chains: BTreeSet<String> = self
+                    .state
+                    .table(&chain.table)
+                    .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
+                    .unwrap_or_default();
+                // A typed jump stays a jump, even to a chain that does not exist (yet).
+                if let Some(target) = rule.verdict.target_chain() {
+                    chains.insert(target.to_owned());
+                }
+                iptables::parse_rule_args(&iptables::rule_args(&rule), &chains).normalized(kind)
+            }
+        }
+    }
+
+    fn op(&mut self, kind: BackendKind, op: &Op) -> FirewallResult<()> {
+        match op {
+            Op::EnsureTable(table) => {
+                let id = table.id();
+                if let Some(c) = &table.comment {
+                    if kind == BackendKind::Iptables {
+                        return Err(FirewallError::invalid(format!("iptables tables have no comments (table {id})")));
+                    }
+                    validate_comment(kind, "table", c)?;
+                }
+                match (kind, self.state.table(&id)) {
+                    (_, Some(_)) => Ok(()),
+                    (BackendKind::Iptables, None) => Err(FirewallError::new(
+                        FirewallErrorKind::Unavailable,
+                        format!("iptables table {id} is not available"),
+                    )),
+                    (BackendKind::Nftables, None) => self.emit(Change::AddTable(table.clone())),
+                }
+            }
+            Op::DeleteTable(id) => {
+                if kind == BackendKind::Iptables {
+                    return Err(FirewallError::invalid(format!("iptables tables cannot be deleted (table {id})")));
+                }
+                match self.state.table(id) {
+                    Some(_) => self.emit(Change::DeleteTable(id.clone())),
+                    None => Ok(()),
+                }
+            }
+            Op::EnsureChain(table, chain) => {
+                if let Some(c) = &chain.comment {
+                    if kind == BackendKind::Iptables {
+                        return Err(FirewallError::invalid(format!(
+                            "iptables chains have no comments (chain {})",
+                            table.chain(chain.name.clone())
+                        )));
+                    }
+                    validate_comment(kind, "chain", c)?;
+                }
+                let Some(t) = self.state.table(table) else {
+                    return Err(FirewallError::not_found(format!("table {table} does not exist")));
+                };
+                let id = table.chain(chain.name.clone());
+                match t.chain(&chain.name).map(|c| c.chain.kind) {
+                    None => {
+                        if kind == BackendKind::Iptables && chain.base_chain().is_some() {
+                            return Err(FirewallError::invalid(format!(
+                                "iptables cannot create base chain {id}; its base chains are the built-in ones"
+                            )));
+                        }
+                        self.emit(Change::AddChain { table: table.clone(), chain: chain.clone() })
+                    }
+                    Some(ChainKind::Regular) if chain.kind == ChainKind::Regular => Ok(()),
+                    Some(ChainKind::Base(old)) => match chain.kind {
+                        ChainKind::Base(new) if old.same_hook(&new) => {
+                            if old.policy != new.policy {
+                                self.emit(Change::SetPolicy { chain: id, base: new })
+                            } else {
+                                Ok(())
+                            }
+                        }
+                        _ => Err(FirewallError::new(
+                            FirewallErrorKind::Exists,
+                            format!(
+                                "chain {id} already exists as a base chain (type {} hook {} priority {})",
+                                old.chain_type.as_str(),
+                                old.hook.as_str(),
+                                old.priority
+                            ),
+                        )),
+                    },
+                    Some(ChainKind::Regular) => Err(FirewallError::new(
+                        FirewallErrorKind::Exists,
+                        format!("chain {id} already exists as a regular chain"),
+                    )),
+                }
+            }
+            Op::FlushChain(chain) => match self.state.chain(chain) {
+                Some(c) if !c.rules.is_empty() => self.emit(Change::FlushChain(chain.clone())),
+                _ => Ok(()),
+            },
+            Op::DeleteChain(chain) => match self.state.chain(chain) {
+                Some(_) => self.emit(Change::DeleteChain(chain.clone())),
+                None => Ok(()),
+            },
+            Op::Append { chain, rule, if_absent, top } => {
+                validate_rule(kind, &chain.table, rule)?;
+                let rule = self.canonical(kind, chain, rule);
+                if *if_absent && self.state.chain(chain).is_some_and(|c| c.rules.iter().any(|r| r.rule == rule)) {
+                    return Ok(());
+                }
+                let change = if *top {
+                    Change::InsertRule { chain: chain.clone(), rule }
+                } else {
+                    Change::AppendRule { chain: chain.clone(), rule }
+                };
+                self.emit(change)
+            }
+            Op::DeleteRule(chain, rule) => {
+                let rule = self.canonical(kind, chain, rule);
+                let found = self.state.chain(chain).and_then(|c| c.rules.iter().find(|r| r.rule == rule)).cloned();
+                match found {
+                    Some(listed) => self.delete(chain, listed.handle, listed.rule),
+                    None => Ok(()),
+                }
+            }
+            Op::DeleteHandle(chain, handle) => {
+                let found = self.state.chain(chain).and_then(|c| c.rules.iter().find(|r| &r.handle == handle)).cloned();
+                match found {
+                    Some(listed) => self.delete(chain, listed.handle, listed.rule),
+                    None => Ok(()),
+                }
+            }
+            Op::DeleteWhere(chain, predicate) => {
+                let matching: Vec<_> = match self.state.chain(chain) {
+                    Some(c) => c.rules.iter().filter(|r| predicate(&r.rule)).cloned().collect(),
+                    None => return Ok(()),
+                };
+                for listed in matching {
+                    self.delete(chain, listed.handle, listed.rule)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
