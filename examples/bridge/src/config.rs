@@ -41,7 +41,7 @@ pub struct BridgeConf {
     /// Masquerade traffic from the container's addresses.
     #[serde(default)]
     pub ip_masq: bool,
-    /// `iptables` (the only backend here) or `nftables`.
+    /// `iptables` or `nftables`; unset: iptables unless it is unusable and nftables usable.
     #[serde(default)]
     pub ip_masq_backend: Option<String>,
     /// MTU of the bridge (at creation) and the veth pair; 0 = kernel default.
@@ -148,7 +148,7 @@ pub(crate) fn load(cx: &Context<BridgeConf>, want_mac: bool) -> Result<Loaded> {
         && b != "iptables"
         && b != "nftables"
     {
-        return Err(Error::internal(format!("unexpected ipMasqBackend value {b:?}")));
+        return Err(Error::internal(format!("unknown ipmasq backend {b:?}")));
     }
     let mut mac = None;
     if !cx.args().is_empty() {

@@ -8,7 +8,6 @@
 //! fails after the veth exists removes it again, and anything after IPAM ADD also runs IPAM DEL.
 
 mod config;
-pub mod ipmasq;
 mod l2;
 #[cfg(test)]
 mod tests;
@@ -22,12 +21,12 @@ use ipnet::IpNet;
 
 pub use config::{BridgeConf, VlanTrunk};
 use config::Loaded;
-use ipmasq::{Family, Firewall, Iptables};
+use cni_sdk::firewall::ipmasq::{Attachment, IpMasq};
 use l2::{Iproute2, L2Tools};
 
 /// The bridge plugin. Holds the iptables and iproute2 back ends (replaced by models in tests).
 pub struct Bridge {
-    fw: Arc<dyn Firewall>,
+    masq: IpMasq,
     l2: Arc<dyn L2Tools>,
 }
 
@@ -46,7 +45,7 @@ impl Default for Bridge {
 impl Bridge {
     /// The plugin with its real back ends (iptables and iproute2 processes).
     pub fn new() -> Self {
-        Self { fw: Arc::new(Iptables), l2: Arc::new(Iproute2) }
+        Self { masq: IpMasq::host(), l2: Arc::new(Iproute2) }
     }
 }
 
@@ -214,27 +213,26 @@ impl Bridge {
         kit::configure_iface(ctr, ifname, &result).await?;
 
         if ld.is_gw {
-            for (family, gws) in [(Family::V4, &v4), (Family::V6, &v6)] {
+            for (v6_family, gws) in [(false, &v4), (true, &v6)] {
                 for gw in &gws.gws {
                     Self::ensure_addr(host, br, *gw, n.force_address)
                         .await
                         .map_err(|e| Error::internal(format!("failed to set bridge addr: {}", e.message())))?;
                 }
                 if !gws.gws.is_empty() {
-                    let on = match family {
-                        Family::V4 => kit::enable_ip4_forward(host).await,
-                        Family::V6 => kit::enable_ip6_forward(host).await,
+                    let on = if v6_family {
+                        kit::enable_ip6_forward(host).await
+                    } else {
+                        kit::enable_ip4_forward(host).await
                     };
                     on.map_err(|e| Error::internal(format!("failed to enable forwarding: {}", e.message())))?;
                 }
             }
         }
         if n.ip_masq {
-            let chain = ipmasq::chain_name(&cx.config().name, cx.container_id());
-            let comment = ipmasq::chain_comment(&cx.config().name, cx.container_id());
-            for ipc in &result.ips {
-                ipmasq::setup(&*self.fw, ipc.address, &chain, &comment).map_err(Error::internal)?;
-            }
+            let backend = self.masq.select_backend(n.ip_masq_backend.as_deref()).await?;
+            let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+            self.masq.setup(backend, &cx.config().name, cx.ifname(), cx.container_id(), &addrs).await?;
         }
         Ok(result)
     }
@@ -252,11 +250,6 @@ impl Bridge {
         if n.macspoofchk {
             return Err(Error::unsupported_field("macspoofchk", true)
                 .with_details("MAC spoof checking needs nftables, which this bridge plugin does not use"));
-        }
-        if let Some("nftables") = n.ip_masq_backend.as_deref()
-            && n.ip_masq
-        {
-            return Err(Error::unsupported_field("ipMasqBackend", "\"nftables\""));
         }
         let mut result = if ld.layer3 {
             if n.disable_container_interface {
@@ -289,15 +282,10 @@ impl Bridge {
         Ok(result)
     }
 
-    /// Removes the masquerading rules of this container (both families when `families` is empty).
-    fn teardown_masq(&self, cx: &Context<BridgeConf>, families: &[Family]) -> Result<()> {
-        let chain = ipmasq::chain_name(&cx.config().name, cx.container_id());
-        let all = [Family::V4, Family::V6];
-        let families = if families.is_empty() { &all[..] } else { families };
-        for f in families {
-            ipmasq::teardown(&*self.fw, *f, &chain).map_err(Error::internal)?;
-        }
-        Ok(())
+    /// Removes the masquerading of this container from both backends, by name and comment, so
+    /// it needs neither the container's addresses nor its namespace (Go bugs B2 and B3).
+    async fn teardown_masq(&self, cx: &Context<BridgeConf>) -> Result<()> {
+        Ok(self.masq.teardown(&cx.config().name, cx.ifname(), cx.container_id()).await?)
     }
 }
 
@@ -331,7 +319,7 @@ impl Plugin for Bridge {
                     let _ = host.delete_link(link.index).await;
                 }
                 if n.ip_masq
-                    && let Err(t) = self.teardown_masq(cx, &[])
+                    && let Err(t) = self.teardown_masq(cx).await
                 {
                     tracing::warn!("cleaning up masquerading after a failed ADD: {}", t);
                 }
@@ -359,19 +347,16 @@ impl Plugin for Bridge {
             // that nothing is left behind.
             ipam_del().await?;
             if ld.layer3 && n.ip_masq {
-                self.teardown_masq(cx, &[])?;
+                self.teardown_masq(cx).await?;
             }
             return Ok(());
         };
-        let addrs = kit::del_link_by_name_addr(&ctr, cx.ifname()).await?;
+        kit::del_link_by_name_addr(&ctr, cx.ifname()).await?;
         ipam_del().await?;
         if ld.layer3 && n.ip_masq {
-            // Go tears down per address found on the link; this removes the container's chain
-            // whether or not the link still had addresses (an interrupted ADD).
-            let mut families: Vec<Family> = addrs.unwrap_or_default().iter().map(|a| Family::of(a.addr())).collect();
-            families.sort();
-            families.dedup();
-            self.teardown_masq(cx, &families)?;
+            // Go tears down per address found on the link; this removes the container's
+            // masquerading whether or not the link still had addresses (an interrupted ADD).
+            self.teardown_masq(cx).await?;
         }
         Ok(())
     }
@@ -477,5 +462,23 @@ impl Plugin for Bridge {
             Some(_) => cx.ipam()?.status().await,
             None => Ok(()),
         }
+    }
+
+    /// GC: IPAM's GC (the spec delegates it), then the masquerading of every attachment of
+    /// this network that is not valid any more (both backends).
+    async fn gc(&self, cx: &Context<BridgeConf>) -> Result<()> {
+        let ld = config::load(cx, false)?;
+        if ld.layer3 {
+            cx.ipam()?.gc().await?;
+        }
+        if cx.plugin_config().ip_masq {
+            let valid: Vec<Attachment> = cx
+                .gc_attachments()
+                .iter()
+                .map(|a| Attachment { container_id: a.container_id.clone(), ifname: a.ifname.clone() })
+                .collect();
+            self.masq.gc(&cx.config().name, &valid).await?;
+        }
+        Ok(())
     }
 }

@@ -10,8 +10,11 @@ use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};
 
+use cni_sdk::firewall::fake::FakeFirewall;
+use cni_sdk::firewall::ipmasq::IpMasq;
+use cni_sdk::firewall::{FirewallErrorKind, IpFamily, TableId, names};
+
 use super::Bridge;
-use super::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
 use super::l2::RecordingL2;
 
 const NS: &str = "/var/run/netns/ctr";
@@ -39,7 +42,8 @@ fn default_ipam() -> InProcessExec {
 
 struct Env {
     world: FakeNetwork,
-    fw: Arc<FakeFirewall>,
+    ipt: FakeFirewall,
+    nft: FakeFirewall,
     l2: Arc<RecordingL2>,
     plugin: Bridge,
     ipam: InProcessExec,
@@ -49,10 +53,11 @@ impl Env {
     fn new(ipam: InProcessExec) -> Self {
         let world = FakeNetwork::new();
         world.add_namespace("ctr");
-        let fw = Arc::new(FakeFirewall::default());
+        let (ipt, nft) = (FakeFirewall::iptables(), FakeFirewall::nftables());
         let l2 = Arc::new(RecordingL2::default());
-        let plugin = Bridge { fw: fw.clone(), l2: l2.clone() };
-        Self { world, fw, l2, plugin, ipam }
+        let masq = IpMasq::new(ipt.firewall(), nft.firewall()).expect("one firewall of each kind");
+        let plugin = Bridge { masq, l2: l2.clone() };
+        Self { world, ipt, nft, l2, plugin, ipam }
     }
 
     fn test(&self, cmd: Command, conf: &Value) -> PluginTest<'_, Bridge> {
@@ -63,6 +68,21 @@ impl Env {
             .netns(NS)
             .network(&self.world)
             .exec(self.ipam.clone())
+    }
+
+    /// The iptables nat lines that mention CNI chains (both families), as `iptables -S` prints them.
+    fn cni_nat(&self) -> Vec<String> {
+        [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .flat_map(|f| self.ipt.save(&TableId::iptables(f, "nat")).lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.contains("CNI-"))
+            .collect()
+    }
+
+    /// Whether no per-container nftables masquerading rule is left (the shared `postrouting`
+    /// chain stays, as Go leaves it).
+    fn no_nft_masq(&self) -> bool {
+        self.nft.tables().iter().all(|t| t.chains.iter().filter(|c| c.chain.name == "masq_checks").all(|c| c.rules.is_empty()))
     }
 
     fn ipam_calls(&self) -> Vec<String> {
@@ -169,7 +189,7 @@ async fn defaults_bridge_cni0_no_gateway_no_forwarding() {
     let br = host.links.iter().find(|l| l.name == "cni0").unwrap();
     assert!(host.addresses.iter().all(|a| a.index != br.index), "no gateway address without isGateway");
     assert!(!host.sysctls.contains_key("net/ipv4/ip_forward"));
-    assert!(env.fw.chains().is_empty(), "no ipMasq by default");
+    assert!(env.cni_nat().is_empty() && env.no_nft_masq(), "no ipMasq by default");
     assert!(env.l2.log().is_empty(), "no VLAN work by default");
     // The IPAM's default route (without gw) goes through the container interface.
     assert!(env.ctr().routes.iter().any(|r| r.dst.prefix_len() == 0));
@@ -245,29 +265,26 @@ async fn ip_masq_rules_match_go_and_del_removes_them() {
     let env = Env::new(default_ipam());
     let c = conf(SpecVersion::V1_0_0, json!({"ipMasq": true}));
     env.test(Command::Add, &c).run().await.expect_result();
-    let chain = chain_name("testnet", CID);
-    let comment = chain_comment("testnet", CID);
-    let s = |v: &[&str]| v.iter().map(|x| (*x).to_owned()).collect::<Vec<_>>();
+    let chain = names::chain_name("testnet", CID);
+    let comment = r#""name: \"testnet\" id: \"0123456789abcdef\"""#;
+    // Exactly the lines Go's bridge leaves in `iptables -t nat -S`.
     assert_eq!(
-        env.fw.rules(Family::V4, &chain).unwrap(),
+        env.cni_nat(),
         [
-            s(&["-d", "10.250.0.2/24", "-j", "ACCEPT", "-m", "comment", "--comment", &comment]),
-            s(&["!", "-d", "224.0.0.0/4", "-j", "MASQUERADE", "-m", "comment", "--comment", &comment]),
+            format!("-N {chain}"),
+            format!("-A POSTROUTING -s 10.250.0.2/32 -m comment --comment {comment} -j {chain}"),
+            format!("-A {chain} -d 10.250.0.0/24 -m comment --comment {comment} -j ACCEPT"),
+            format!("-A {chain} ! -d 224.0.0.0/4 -m comment --comment {comment} -j MASQUERADE"),
         ]
     );
-    assert_eq!(
-        env.fw.postrouting(Family::V4),
-        [s(&["-s", "10.250.0.2", "-j", &chain, "-m", "comment", "--comment", &comment])]
-    );
     env.test(Command::Del, &c).run().await.expect_success();
-    assert!(env.fw.chains().is_empty());
-    assert!(env.fw.postrouting(Family::V4).is_empty());
+    assert!(env.cni_nat().is_empty(), "{:?}", env.cni_nat());
 }
 
 #[tokio::test]
 async fn ip_masq_failure_rolls_everything_back() {
     let env = Env::new(default_ipam());
-    env.fw.fail_with("iptables: Permission denied");
+    env.ipt.fail_next_commit(FirewallErrorKind::PermissionDenied, "iptables: Permission denied");
     let e = env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"ipMasq": true}))).run().await.expect_error(999);
     assert!(e.msg.contains("Permission denied"), "{e:?}");
     assert_eq!(env.ipam_calls(), ["ADD", "DEL"]);
@@ -344,7 +361,7 @@ async fn vlan_configuration_errors() {
         (json!({"vlanTrunk": [{"minID": 5, "maxID": 3}]}), "minID is greater than maxID in trunk parameter"),
         (json!({"vlanTrunk": [{"maxID": 3}]}), "minID and maxID should be configured simultaneously, minID is missing"),
         (json!({"vlanTrunk": [{"minID": 3}]}), "minID and maxID should be configured simultaneously, maxID is missing"),
-        (json!({"ipMasqBackend": "pf"}), "unexpected ipMasqBackend value \"pf\""),
+        (json!({"ipMasqBackend": "pf"}), "unknown ipmasq backend \"pf\""),
     ];
     for (extra, msg) in cases {
         let env = Env::new(default_ipam());
@@ -533,7 +550,7 @@ async fn del_is_idempotent() {
     env.test(Command::Del, &c).run().await.expect_success();
     env.world.remove_namespace("ctr");
     env.test(Command::Del, &c).run().await.expect_success();
-    assert!(env.fw.chains().is_empty());
+    assert!(env.cni_nat().is_empty());
 }
 
 #[tokio::test]
@@ -645,7 +662,7 @@ async fn dns_from_config_overrides_ipam() {
 
 #[tokio::test]
 async fn unsupported_options_fail_cleanly() {
-    for extra in [json!({"macspoofchk": true}), json!({"ipMasq": true, "ipMasqBackend": "nftables"})] {
+    for extra in [json!({"macspoofchk": true})] {
         let env = Env::new(default_ipam());
         env.test(Command::Add, &conf(SpecVersion::V1_0_0, extra)).run().await.expect_error(ErrorCode::UnsupportedField);
         assert!(env.host_veths().is_empty() && env.ctr_links().is_empty());
@@ -658,6 +675,41 @@ async fn unsupported_options_fail_cleanly() {
         .await
         .expect_error(999);
     assert!(e.msg.contains("DisableContainerInterface"), "{e:?}");
+}
+
+#[tokio::test]
+async fn ip_masq_with_nftables_matches_go_layout_and_del_removes_it() {
+    let env = Env::new(default_ipam());
+    let c = conf(SpecVersion::V1_0_0, json!({"ipMasq": true, "ipMasqBackend": "nftables"}));
+    let r = env.test(Command::Add, &c).run().await.expect_result();
+    assert!(env.cni_nat().is_empty(), "nothing in iptables");
+    let table = env.nft.table(&TableId::new(cni_sdk::firewall::TableFamily::Inet, "cni_plugins_masquerade"));
+    let table = table.expect("Go's table inet cni_plugins_masquerade");
+    let checks = table.chains.iter().find(|c| c.chain.name == "masq_checks").expect("masq_checks");
+    assert_eq!(checks.rules.len(), 1);
+    let comment = checks.rules[0].rule.comment.clone().unwrap_or_default();
+    assert!(comment.ends_with(&format!("net: testnet, if: eth0, id: {CID}")), "{comment}");
+    env.test(Command::Check, &c).prev_result(&r).run().await.expect_success();
+    env.test(Command::Del, &c).run().await.expect_success();
+    assert!(env.no_nft_masq());
+}
+
+#[tokio::test]
+async fn gc_removes_masquerading_of_attachments_no_longer_valid() {
+    let env = Env::new(default_ipam());
+    let c = conf(SpecVersion::V1_1_0, json!({"ipMasq": true}));
+    for (cid, ns) in [("ctr-keep", "/var/run/netns/ctr"), ("ctr-gone", "/var/run/netns/ctr2")] {
+        env.world.add_namespace(ns.rsplit('/').next().unwrap());
+        env.test(Command::Add, &c).container_id(cid).netns(ns).run().await.expect_result();
+    }
+    assert_eq!(env.cni_nat().iter().filter(|l| l.starts_with("-N")).count(), 2);
+    let mut gc = c.clone();
+    gc["cni.dev/valid-attachments"] = json!([{"containerID": "ctr-keep", "ifname": "eth0"}]);
+    env.test(Command::Gc, &gc).run().await.expect_success();
+    let left = env.cni_nat();
+    assert!(left.iter().any(|l| l.contains(&names::chain_name("testnet", "ctr-keep"))), "{left:?}");
+    assert!(!left.iter().any(|l| l.contains(&names::chain_name("testnet", "ctr-gone"))), "{left:?}");
+    assert!(env.ipam_calls().contains(&"GC".to_owned()), "GC is delegated to IPAM");
 }
 
 #[tokio::test]

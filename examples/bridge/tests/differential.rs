@@ -2,10 +2,10 @@
 //! results (with generated names and MACs masked) and error messages must match. Needs root and
 //! Debian's Go plugins (`/usr/lib/cni`).
 
-mod support;
 
 use serde_json::{Value, json};
-use support::{Call, GO_PLUGINS, Netns};
+use cni_test_support::go::PLUGIN_DIR as GO_PLUGINS;
+use cni_test_support::{Call, Netns};
 
 const OURS: &str = env!("CARGO_BIN_EXE_bridge");
 
@@ -40,10 +40,10 @@ fn both(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns)) -> (Value, Valu
 }
 
 /// A change to an invocation.
-type Tweak = dyn Fn(&mut Call<'_>);
+type Tweak = dyn Fn(&mut Call);
 
 /// [`both`], with a change to the invocation (environment).
-fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: impl Fn(&mut Call<'_>)) -> (Value, Value) {
+fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: impl Fn(&mut Call)) -> (Value, Value) {
     let mut outs = Vec::new();
     for bin in [go_bridge(), OURS.to_owned()] {
         let host = Netns::new("dfhost");
@@ -54,10 +54,10 @@ fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: imp
         if conf.get("ipam").is_some() {
             conf["ipam"]["dataDir"] = json!(data.path());
         }
-        let mut call = Call::new(&bin, &host, cmd, &conf, &ctr, "diff");
+        let mut call = Call::new(&bin, cmd, &conf, "diff").in_ns(&host).netns(&ctr);
         tweak(&mut call);
         let out = call.run();
-        let v: Value = if out.stdout.is_empty() { Value::Null } else { serde_json::from_slice(&out.stdout).unwrap() };
+        let v: Value = if out.stdout.is_empty() { Value::Null } else { serde_json::from_str(&out.stdout).unwrap() };
         let mut v = mask(&v);
         // The container's sandbox path differs by namespace name.
         if let Some(ifs) = v.get_mut("interfaces").and_then(Value::as_array_mut) {
@@ -72,7 +72,7 @@ fn both_with(cmd: &str, conf: &Value, setup: impl Fn(&Netns, &Netns), tweak: imp
         let mut br_addrs = if host.link("cnitest-br30").is_some() { host.addrs("cnitest-br30") } else { vec![] };
         br_addrs.sort();
         outs.push(json!({
-            "ok": out.status.success(),
+            "ok": out.success(),
             "out": v,
             "ctr_routes": ctr_routes,
             "ctr_addrs": if ctr.link("eth0").is_some() { ctr.addrs("eth0") } else { vec![] },
@@ -154,9 +154,9 @@ fn same_errors_as_go_bridge() {
     assert_eq!(go["out"]["msg"], ours["out"]["msg"]);
     // Environment problems.
     let tweaks: [(&str, Box<Tweak>); 3] = [
-        ("unknown CNI_ARGS", Box::new(|c: &mut Call<'_>| c.args = Some("FOO=bar"))),
-        ("bad MAC", Box::new(|c: &mut Call<'_>| c.args = Some("MAC=zz"))),
-        ("missing netns", Box::new(|c: &mut Call<'_>| c.netns = Some("/var/run/netns/cnitest-nope".into()))),
+        ("unknown CNI_ARGS", Box::new(|c: &mut Call| c.args = Some("FOO=bar".to_owned()))),
+        ("bad MAC", Box::new(|c: &mut Call| c.args = Some("MAC=zz".to_owned()))),
+        ("missing netns", Box::new(|c: &mut Call| c.netns = Some("/var/run/netns/cnitest-nope".into()))),
     ];
     for (what, tweak) in tweaks {
         let (go, ours) = both_with("ADD", &base("1.0.0", json!({})), nothing, tweak);

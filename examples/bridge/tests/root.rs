@@ -2,13 +2,12 @@
 //! container), with Debian's Go `host-local` as IPAM in a temporary `dataDir`. Needs root:
 //! `cargo test -p bridge -- --include-ignored`.
 
-mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Call, Netns, leases};
+use cni_test_support::{Call, Netns, leases};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bridge");
 
@@ -41,7 +40,7 @@ fn add_check_del_every_version_with_go_host_local() {
         let subnet = format!("10.210.{i}.0/24");
         let c = conf(version, "cnitest-br1", &subnet, data.path(), json!({"isGateway": true, "ipMasq": true}));
         let cid = format!("ctr-{i}");
-        let r = Call::new(BIN, &host, "ADD", &c, &ctr, &cid).ok();
+        let r = Call::new(BIN, "ADD", &c, &cid).in_ns(&host).netns(&ctr).ok();
         assert_eq!(r["cniVersion"], version);
         let ip = format!("10.210.{i}.2/24");
         let gw = format!("10.210.{i}.1");
@@ -91,17 +90,17 @@ fn add_check_del_every_version_with_go_host_local() {
         if version >= "0.4.0" {
             let mut chk = c.clone();
             chk["prevResult"] = r.clone();
-            Call::new(BIN, &host, "CHECK", &chk, &ctr, &cid).ok();
+            Call::new(BIN, "CHECK", &chk, &cid).in_ns(&host).netns(&ctr).ok();
         }
 
-        Call::new(BIN, &host, "DEL", &c, &ctr, &cid).ok();
+        Call::new(BIN, "DEL", &c, &cid).in_ns(&host).netns(&ctr).ok();
         assert!(ctr.link_names().is_empty(), "{version}: container link removed");
         assert_eq!(host.link_names(), ["cnitest-br1"], "{version}: only the bridge is left on the host");
         assert!(host.cni_nat_rules().is_empty(), "{version}: iptables rules removed: {:?}", host.cni_nat_rules());
         assert!(leases(data.path(), "brtest").is_empty(), "{version}: lease released");
         // DEL again, then without netns: still success.
-        Call::new(BIN, &host, "DEL", &c, &ctr, &cid).ok();
-        let mut call = Call::new(BIN, &host, "DEL", &c, &ctr, &cid);
+        Call::new(BIN, "DEL", &c, &cid).in_ns(&host).netns(&ctr).ok();
+        let mut call = Call::new(BIN, "DEL", &c, &cid).in_ns(&host).netns(&ctr);
         call.netns = None;
         call.ok();
     }
@@ -122,7 +121,7 @@ fn options_on_the_kernel_mtu_hairpin_mac_vlan_default_gateway() {
     );
     let mut c = c;
     c["ipam"]["routes"] = json!([]);
-    let r = Call::new(BIN, &host, "ADD", &c, &ctr, "opts").ok();
+    let r = Call::new(BIN, "ADD", &c, "opts").in_ns(&host).netns(&ctr).ok();
     let eth0 = ctr.link("eth0").unwrap();
     assert_eq!(eth0["mtu"], 1400);
     assert_eq!(eth0["address"], "0a:58:0a:d3:00:09");
@@ -136,8 +135,8 @@ fn options_on_the_kernel_mtu_hairpin_mac_vlan_default_gateway() {
     assert!(ctr.routes4().iter().any(|r| r["dst"] == "default" && r["gateway"] == "10.211.0.1"));
     let mut chk = c.clone();
     chk["prevResult"] = r;
-    Call::new(BIN, &host, "CHECK", &chk, &ctr, "opts").ok();
-    Call::new(BIN, &host, "DEL", &c, &ctr, "opts").ok();
+    Call::new(BIN, "CHECK", &chk, "opts").in_ns(&host).netns(&ctr).ok();
+    Call::new(BIN, "DEL", &c, "opts").in_ns(&host).netns(&ctr).ok();
     assert!(ctr.link_names().is_empty());
     assert_eq!(host.link_names(), ["cnitest-br2"]);
     assert!(leases(data.path(), "brtest").is_empty());
@@ -153,9 +152,9 @@ fn ipam_failure_after_the_veth_leaves_no_veth() {
     let mut c = conf("1.0.0", "cnitest-br3", "10.212.0.0/24", data.path(), json!({}));
     c["ipam"]["rangeStart"] = json!("10.212.0.10");
     c["ipam"]["rangeEnd"] = json!("10.212.0.10");
-    Call::new(BIN, &host, "ADD", &c, &ctr1, "first").ok();
+    Call::new(BIN, "ADD", &c, "first").in_ns(&host).netns(&ctr1).ok();
     // The range is exhausted: host-local fails after our veth exists.
-    let e = Call::new(BIN, &host, "ADD", &c, &ctr2, "second").err();
+    let e = Call::new(BIN, "ADD", &c, "second").in_ns(&host).netns(&ctr2).err();
     assert!(e["msg"].as_str().unwrap().contains("no IP addresses available"), "{e}");
     assert!(ctr2.link_names().is_empty(), "no container veth left");
     let ports: Vec<Value> = host.links().into_iter().filter(|l| l["linkinfo"]["info_kind"] == "veth").collect();
@@ -173,7 +172,7 @@ fn failure_after_ipam_add_releases_the_lease_and_the_veth() {
     host.sh(&["ip", "link", "add", "cnitest-br4", "type", "bridge"]);
     host.sh(&["ip", "addr", "add", "10.213.9.1/24", "dev", "cnitest-br4"]);
     let c = conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "ipMasq": true}));
-    let e = Call::new(BIN, &host, "ADD", &c, &ctr, "fails").err();
+    let e = Call::new(BIN, "ADD", &c, "fails").in_ns(&host).netns(&ctr).err();
     assert_eq!(
         e["msg"],
         "failed to set bridge addr: \"cnitest-br4\" already has an IP address different from 10.213.0.1/24"
@@ -185,9 +184,9 @@ fn failure_after_ipam_add_releases_the_lease_and_the_veth() {
     // With forceAddress it works.
     let c =
         conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "forceAddress": true}));
-    Call::new(BIN, &host, "ADD", &c, &ctr, "works").ok();
+    Call::new(BIN, "ADD", &c, "works").in_ns(&host).netns(&ctr).ok();
     assert_eq!(host.addrs("cnitest-br4"), ["10.213.0.1/24"]);
-    Call::new(BIN, &host, "DEL", &c, &ctr, "works").ok();
+    Call::new(BIN, "DEL", &c, "works").in_ns(&host).netns(&ctr).ok();
 }
 
 #[test]
@@ -201,7 +200,7 @@ fn sigkill_midway_then_del_cleans_up() {
     // An IPAM that allocates with Go's host-local, then hangs on ADD (the bridge is killed there).
     let script = format!(
         "#!/bin/sh\nout=$({GO}/host-local) || {{ echo \"$out\"; exit 1; }}\nif [ \"$CNI_COMMAND\" = ADD ]; then touch {m}; exec sleep 30; fi\necho \"$out\"\n",
-        GO = support::GO_PLUGINS,
+        GO = cni_test_support::go::PLUGIN_DIR,
         m = marker.display()
     );
     let slow = bin.path().join("slow-ipam");
@@ -209,8 +208,8 @@ fn sigkill_midway_then_del_cleans_up() {
     std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut c = conf("1.0.0", "cnitest-br5", "10.214.0.0/24", data.path(), json!({"isGateway": true, "ipMasq": true}));
     c["ipam"]["type"] = json!("slow-ipam");
-    let mut call = Call::new(BIN, &host, "ADD", &c, &ctr, "killed");
-    call.cni_path = format!("{}:{}", bin.path().display(), support::GO_PLUGINS);
+    let mut call = Call::new(BIN, "ADD", &c, "killed").in_ns(&host).netns(&ctr);
+    call.cni_path = format!("{}:{}", bin.path().display(), cni_test_support::go::PLUGIN_DIR);
     let mut cmd = call.command();
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
@@ -232,7 +231,7 @@ fn sigkill_midway_then_del_cleans_up() {
     assert_eq!(ctr.link_names(), ["eth0"], "ADD was interrupted with the veth in place");
     assert_eq!(leases(data.path(), "brtest").len(), 1, "and the lease taken");
 
-    let mut del = Call::new(BIN, &host, "DEL", &c, &ctr, "killed");
+    let mut del = Call::new(BIN, "DEL", &c, "killed").in_ns(&host).netns(&ctr);
     del.cni_path = call.cni_path.clone();
     del.ok();
     assert!(ctr.link_names().is_empty());
@@ -249,9 +248,9 @@ fn del_with_missing_netns_releases_the_lease() {
     let c = conf("0.4.0", "cnitest-br6", "10.215.0.0/24", data.path(), json!({"ipMasq": true}));
     {
         let ctr = Netns::new("brctr");
-        Call::new(BIN, &host, "ADD", &c, &ctr, "gone").ok();
+        Call::new(BIN, "ADD", &c, "gone").in_ns(&host).netns(&ctr).ok();
         assert_eq!(leases(data.path(), "brtest").len(), 1);
-        let mut del = Call::new(BIN, &host, "DEL", &c, &ctr, "gone");
+        let mut del = Call::new(BIN, "DEL", &c, "gone").in_ns(&host).netns(&ctr);
         // The namespace disappears before DEL.
         drop(ctr);
         del.netns = Some(del.netns.take().unwrap());
@@ -276,11 +275,11 @@ fn layer2_only_and_dual_stack() {
     let host = Netns::new("brhost");
     let ctr = Netns::new("brctr");
     let l2 = json!({"cniVersion": "1.0.0", "name": "brtest", "type": "bridge", "bridge": "cnitest-br7"});
-    let r = Call::new(BIN, &host, "ADD", &l2, &ctr, "l2").ok();
+    let r = Call::new(BIN, "ADD", &l2, "l2").in_ns(&host).netns(&ctr).ok();
     assert!(r.get("ips").is_none());
     let eth0 = ctr.link("eth0").unwrap();
     assert!(eth0["flags"].as_array().unwrap().contains(&json!("UP")));
-    Call::new(BIN, &host, "DEL", &l2, &ctr, "l2").ok();
+    Call::new(BIN, "DEL", &l2, "l2").in_ns(&host).netns(&ctr).ok();
     assert!(ctr.link_names().is_empty());
 
     let data = tempfile::tempdir().unwrap();
@@ -290,7 +289,7 @@ fn layer2_only_and_dual_stack() {
         "isDefaultGateway": true,
         "ipam": {"type": "host-local", "dataDir": data.path(), "ranges": [[{"subnet": "10.216.0.0/24"}], [{"subnet": "fd00:216::/64"}]]}
     });
-    let r = Call::new(BIN, &host, "ADD", &c, &ctr, "dual").ok();
+    let r = Call::new(BIN, "ADD", &c, "dual").in_ns(&host).netns(&ctr).ok();
     assert_eq!(r["ips"].as_array().unwrap().len(), 2);
     let mut br_addrs = host.addrs("cnitest-br8");
     br_addrs.sort();
@@ -306,8 +305,8 @@ fn layer2_only_and_dual_stack() {
     );
     let mut chk = c.clone();
     chk["prevResult"] = r;
-    Call::new(BIN, &host, "CHECK", &chk, &ctr, "dual").ok();
-    Call::new(BIN, &host, "DEL", &c, &ctr, "dual").ok();
+    Call::new(BIN, "CHECK", &chk, "dual").in_ns(&host).netns(&ctr).ok();
+    Call::new(BIN, "DEL", &c, "dual").in_ns(&host).netns(&ctr).ok();
     assert!(ctr.link_names().is_empty());
     assert!(leases(data.path(), "brtest").is_empty());
 }
@@ -331,7 +330,7 @@ fn vlan_access_port_on_the_kernel() {
     let ctr = Netns::new("brctr");
     let data = tempfile::tempdir().unwrap();
     let c = conf("1.0.0", "cnitest-br9", "10.217.0.0/24", data.path(), json!({"vlan": 42}));
-    let r = Call::new(BIN, &host, "ADD", &c, &ctr, "vlan").ok();
+    let r = Call::new(BIN, "ADD", &c, "vlan").in_ns(&host).netns(&ctr).ok();
     let br = host.link("cnitest-br9").unwrap();
     assert_eq!(br["linkinfo"]["info_data"]["vlan_filtering"], 1, "{br}");
     let port = r["interfaces"][1]["name"].as_str().unwrap();
@@ -341,7 +340,7 @@ fn vlan_access_port_on_the_kernel() {
     let v42 = entries.iter().find(|e| e["vlan"] == 42).expect("vlan 42 on the port");
     let flags = v42["flags"].as_array().unwrap();
     assert!(flags.contains(&json!("PVID")) && flags.contains(&json!("Egress Untagged")), "{v42}");
-    Call::new(BIN, &host, "DEL", &c, &ctr, "vlan").ok();
+    Call::new(BIN, "DEL", &c, "vlan").in_ns(&host).netns(&ctr).ok();
     assert!(ctr.link_names().is_empty());
 }
 
@@ -355,7 +354,7 @@ fn concurrent_adds_share_one_bridge() {
     std::thread::scope(|s| {
         for (i, ctr) in ctrs.iter().enumerate() {
             let (host, c) = (&host, &c);
-            s.spawn(move || Call::new(BIN, host, "ADD", c, ctr, &format!("par-{i}")).ok());
+            s.spawn(move || Call::new(BIN, "ADD", c, &format!("par-{i}")).in_ns(host).netns(ctr).ok());
         }
     });
     let ports = host.links().into_iter().filter(|l| l["master"] == "cnitest-br10").count();
@@ -365,7 +364,7 @@ fn concurrent_adds_share_one_bridge() {
     std::thread::scope(|s| {
         for (i, ctr) in ctrs.iter().enumerate() {
             let (host, c) = (&host, &c);
-            s.spawn(move || Call::new(BIN, host, "DEL", c, ctr, &format!("par-{i}")).ok());
+            s.spawn(move || Call::new(BIN, "DEL", c, &format!("par-{i}")).in_ns(host).netns(ctr).ok());
         }
     });
     assert_eq!(host.link_names(), ["cnitest-br10"]);

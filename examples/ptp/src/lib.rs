@@ -10,14 +10,12 @@
 #[cfg(test)]
 mod tests;
 
-use std::sync::Arc;
-
+use cni_sdk::firewall::ipmasq::{Attachment, IpMasq};
+use cni_sdk::kit;
 use cni_sdk::net::{Link, Net, NetErrorKind, RouteScope};
 use cni_sdk::{CniResult, Context, Error, Interface, Plugin, Result, cni_plugin};
+use ipnet::IpNet;
 use serde::Deserialize;
-
-use bridge::ipmasq::{self, Family, Firewall, Iptables};
-use cni_sdk::kit;
 
 /// The plugin's own keys (Go `NetConf` of plugins/main/ptp).
 #[derive(Debug, Deserialize)]
@@ -26,7 +24,7 @@ pub struct PtpConf {
     /// Masquerade traffic from the container's addresses.
     #[serde(default)]
     pub ip_masq: bool,
-    /// `iptables` (the only backend here) or `nftables`.
+    /// `iptables` or `nftables`; unset: iptables unless it is unusable and nftables usable.
     #[serde(default)]
     pub ip_masq_backend: Option<String>,
     /// MTU of the veth pair; 0 = kernel default.
@@ -34,9 +32,9 @@ pub struct PtpConf {
     pub mtu: i64,
 }
 
-/// The ptp plugin. Holds the iptables back end (replaced by a model in tests).
+/// The ptp plugin. Holds the masquerading back ends (fakes in tests).
 pub struct Ptp {
-    fw: Arc<dyn Firewall>,
+    masq: IpMasq,
 }
 
 impl std::fmt::Debug for Ptp {
@@ -52,9 +50,9 @@ impl Default for Ptp {
 }
 
 impl Ptp {
-    /// The plugin with its real back end (iptables processes).
+    /// The plugin with its real back ends (iptables and nft in the plugin's namespace).
     pub fn new() -> Self {
-        Self { fw: Arc::new(Iptables) }
+        Self { masq: IpMasq::host() }
     }
 }
 
@@ -164,11 +162,9 @@ impl Ptp {
             Self::setup_container(&ctr, cx.ifname(), &cv, &result).await?;
             Self::setup_host(&host, &hv, &result).await?;
             if n.ip_masq {
-                let chain = ipmasq::chain_name(&cx.config().name, cx.container_id());
-                let comment = ipmasq::chain_comment(&cx.config().name, cx.container_id());
-                for ipc in &result.ips {
-                    ipmasq::setup(&*self.fw, ipc.address, &chain, &comment).map_err(Error::internal)?;
-                }
+                let backend = self.masq.select_backend(n.ip_masq_backend.as_deref()).await?;
+                let addrs: Vec<IpNet> = result.ips.iter().map(|i| i.address).collect();
+                self.masq.setup(backend, &cx.config().name, cx.ifname(), cx.container_id(), &addrs).await?;
             }
             Ok::<_, Error>(())
         };
@@ -179,11 +175,10 @@ impl Ptp {
             if let Ok(Some(link)) = host.find_link(&hv.name).await {
                 let _ = host.delete_link(link.index).await;
             }
-            if n.ip_masq {
-                let chain = ipmasq::chain_name(&cx.config().name, cx.container_id());
-                for f in [Family::V4, Family::V6] {
-                    let _ = ipmasq::teardown(&*self.fw, f, &chain);
-                }
+            if n.ip_masq
+                && let Err(t) = self.masq.teardown(&cx.config().name, cx.ifname(), cx.container_id()).await
+            {
+                tracing::warn!("cleaning up masquerading after a failed ADD: {t}");
             }
             return Err(e);
         }
@@ -200,13 +195,11 @@ impl Plugin for Ptp {
 
     async fn add(&self, cx: &Context<PtpConf>) -> Result<CniResult> {
         let n = cx.plugin_config();
-        if let Some(b) = n.ip_masq_backend.as_deref() {
-            match b {
-                "iptables" => {}
-                "nftables" if n.ip_masq => return Err(Error::unsupported_field("ipMasqBackend", "\"nftables\"")),
-                "nftables" => {}
-                other => return Err(Error::internal(format!("unexpected ipMasqBackend value {other:?}"))),
-            }
+        if let Some(b) = n.ip_masq_backend.as_deref()
+            && b != "iptables"
+            && b != "nftables"
+        {
+            return Err(Error::internal(format!("unknown ipmasq backend {b:?}")));
         }
         let t = ipam_type(cx)?;
         cx.delegate(&t).add_with_rollback(|r| self.plumb(cx, r)).await
@@ -221,23 +214,13 @@ impl Plugin for Ptp {
         };
         // Without a (live) netns Go stops here; the masquerading chain is removed by name too,
         // so that nothing is left behind.
-        let addrs = match ctr {
-            Some(ctr) => kit::del_link_by_name_addr(&ctr, cx.ifname()).await?,
-            None => None,
-        };
+        if let Some(ctr) = ctr {
+            kit::del_link_by_name_addr(&ctr, cx.ifname()).await?;
+        }
         if cx.plugin_config().ip_masq {
-            // Go tears down per address found on the link; this removes the container's chain
-            // by name, which also covers an interrupted ADD.
-            let mut families: Vec<Family> = addrs.unwrap_or_default().iter().map(|a| Family::of(a.addr())).collect();
-            families.sort();
-            families.dedup();
-            if families.is_empty() {
-                families = vec![Family::V4, Family::V6];
-            }
-            let chain = ipmasq::chain_name(&cx.config().name, cx.container_id());
-            for f in families {
-                ipmasq::teardown(&*self.fw, f, &chain).map_err(Error::internal)?;
-            }
+            // Go tears down per address found on the link; this removes the container's
+            // masquerading by name and comment, which also covers an interrupted ADD.
+            self.masq.teardown(&cx.config().name, cx.ifname(), cx.container_id()).await?;
         }
         Ok(())
     }
@@ -277,5 +260,21 @@ impl Plugin for Ptp {
     async fn status(&self, cx: &Context<PtpConf>) -> Result<()> {
         let t = ipam_type(cx)?;
         cx.delegate(&t).status().await
+    }
+
+    /// GC: IPAM's GC (the spec delegates it), then the masquerading of every attachment of
+    /// this network that is not valid any more (both backends).
+    async fn gc(&self, cx: &Context<PtpConf>) -> Result<()> {
+        let t = ipam_type(cx)?;
+        cx.delegate(&t).gc().await?;
+        if cx.plugin_config().ip_masq {
+            let valid: Vec<Attachment> = cx
+                .gc_attachments()
+                .iter()
+                .map(|a| Attachment { container_id: a.container_id.clone(), ifname: a.ifname.clone() })
+                .collect();
+            self.masq.gc(&cx.config().name, &valid).await?;
+        }
+        Ok(())
     }
 }

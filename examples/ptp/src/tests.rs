@@ -1,6 +1,5 @@
 //! Unit tests on fake namespaces with a fake IPAM and a model nat table: no root, no binaries.
 
-use std::sync::Arc;
 
 use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, NsSnapshot, OpKind};
@@ -10,7 +9,9 @@ use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion
 use serde_json::{Value, json};
 
 use super::Ptp;
-use bridge::ipmasq::{FakeFirewall, Family, chain_comment, chain_name};
+use cni_sdk::firewall::fake::FakeFirewall;
+use cni_sdk::firewall::ipmasq::IpMasq;
+use cni_sdk::firewall::{FirewallErrorKind, IpFamily, TableId, names};
 
 const NS: &str = "/var/run/netns/ctr";
 const CID: &str = "ptp-container-1";
@@ -36,7 +37,7 @@ fn default_ipam() -> InProcessExec {
 
 struct Env {
     world: FakeNetwork,
-    fw: Arc<FakeFirewall>,
+    ipt: FakeFirewall,
     plugin: Ptp,
     ipam: InProcessExec,
 }
@@ -45,8 +46,18 @@ impl Env {
     fn new(ipam: InProcessExec) -> Self {
         let world = FakeNetwork::new();
         world.add_namespace("ctr");
-        let fw = Arc::new(FakeFirewall::default());
-        Self { world, plugin: Ptp { fw: fw.clone() }, fw, ipam }
+        let ipt = FakeFirewall::iptables();
+        let masq = IpMasq::new(ipt.firewall(), FakeFirewall::nftables().firewall()).expect("one of each kind");
+        Self { world, plugin: Ptp { masq }, ipt, ipam }
+    }
+
+    /// The iptables nat lines that mention CNI chains, as `iptables -S` prints them.
+    fn cni_nat(&self) -> Vec<String> {
+        [IpFamily::V4, IpFamily::V6]
+            .into_iter()
+            .flat_map(|f| self.ipt.save(&TableId::iptables(f, "nat")).lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.contains("CNI-"))
+            .collect()
     }
 
     fn test(&self, cmd: Command, conf: &Value) -> PluginTest<'_, Ptp> {
@@ -157,14 +168,13 @@ async fn ip_masq_rules_and_teardown() {
     let env = Env::new(default_ipam());
     let c = conf(SpecVersion::V0_4_0, json!({"ipMasq": true}));
     env.test(Command::Add, &c).run().await.expect_result();
-    let chain = chain_name("ptpnet", CID);
-    let comment = chain_comment("ptpnet", CID);
-    assert_eq!(env.fw.rules(Family::V4, &chain).unwrap().len(), 2);
-    let post = env.fw.postrouting(Family::V4);
-    assert_eq!(post.len(), 1);
-    assert_eq!(post[0].join(" "), format!("-s 10.251.0.5 -j {chain} -m comment --comment {comment}"));
+    let chain = names::chain_name("ptpnet", CID);
+    let comment = format!(r#""name: \"ptpnet\" id: \"{CID}\"""#);
+    let nat = env.cni_nat();
+    assert_eq!(nat.iter().filter(|l| l.starts_with(&format!("-A {chain} "))).count(), 2, "{nat:?}");
+    assert!(nat.contains(&format!("-A POSTROUTING -s 10.251.0.5/32 -m comment --comment {comment} -j {chain}")), "{nat:?}");
     env.test(Command::Del, &c).run().await.expect_success();
-    assert!(env.fw.chains().is_empty() && env.fw.postrouting(Family::V4).is_empty());
+    assert!(env.cni_nat().is_empty(), "{:?}", env.cni_nat());
 }
 
 #[tokio::test]
@@ -184,7 +194,7 @@ async fn failures_after_ipam_add_roll_back() {
         assert!(env.nothing_left(), "{ns} {kind:?}");
     }
     let env = Env::new(default_ipam());
-    env.fw.fail_with("iptables: Permission denied");
+    env.ipt.fail_next_commit(FirewallErrorKind::PermissionDenied, "iptables: Permission denied");
     env.test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"ipMasq": true}))).run().await.expect_error(999);
     assert_eq!(env.ipam_calls(), ["ADD", "DEL"]);
     assert!(env.nothing_left());

@@ -2,11 +2,10 @@
 //! results (random veth names and MACs masked), kernel state and error messages must match.
 //! Needs root and Debian's Go plugins (`/usr/lib/cni`).
 
-#[path = "../../bridge/tests/support/mod.rs"]
-mod support;
 
 use serde_json::{Value, json};
-use support::{Call, GO_PLUGINS, Netns};
+use cni_test_support::go::PLUGIN_DIR as GO_PLUGINS;
+use cni_test_support::{Call, Netns};
 
 const OURS: &str = env!("CARGO_BIN_EXE_ptp");
 
@@ -39,12 +38,12 @@ fn both(cmd: &str, conf: &Value, netns_override: Option<&str>) -> [Value; 2] {
         if conf.get("ipam").is_some() {
             conf["ipam"]["dataDir"] = json!(data.path());
         }
-        let mut call = Call::new(bin, &host, cmd, &conf, &ctr, "diff");
+        let mut call = Call::new(bin, cmd, &conf, "diff").in_ns(&host).netns(&ctr);
         if let Some(ns) = netns_override {
             call.netns = Some(ns.to_owned());
         }
         let out = call.run();
-        let v: Value = if out.stdout.is_empty() { Value::Null } else { serde_json::from_slice(&out.stdout).unwrap() };
+        let v: Value = if out.stdout.is_empty() { Value::Null } else { serde_json::from_str(&out.stdout).unwrap() };
         let strip = |routes: Vec<Value>| -> Vec<Value> {
             routes
                 .into_iter()
@@ -57,7 +56,7 @@ fn both(cmd: &str, conf: &Value, netns_override: Option<&str>) -> [Value; 2] {
                 .collect()
         };
         json!({
-            "ok": out.status.success(),
+            "ok": out.success(),
             "out": normalize(&v),
             "ctr_routes": strip(ctr.routes4()),
             "host_routes": strip(host.routes4()),

@@ -2,13 +2,12 @@
 //! `ptp` and ours cleaning up each other's state and iptables rules. Needs root and the interop
 //! tools (`bash ../shared/interop/build.sh target/interop/libcni-cnitool`).
 
-#[path = "../../bridge/tests/support/mod.rs"]
-mod support;
 
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{GO_PLUGINS, Netns, expect_ok, leases, libcni};
+use cni_test_support::go::{PLUGIN_DIR as GO_PLUGINS, expect_ok, libcni};
+use cni_test_support::{Netns, leases};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ptp");
 
@@ -41,7 +40,7 @@ fn run(add_path: &str, check_del_path: &str, version: &str, n: u8, what: &str) -
     write_conflist(conf.path(), version, &format!("10.240.{n}.0/24"), data.path());
     let r = expect_ok(
         &format!("{what}: ADD"),
-        &libcni(&host, "add", "ptpinterop", conf.path(), cache.path(), add_path, &ctr),
+        &libcni(Some(&host), "add", "ptpinterop", conf.path(), cache.path(), add_path, &ctr),
     );
     assert_eq!(r["cniVersion"], version);
     let rules = host.cni_nat_rules();
@@ -51,12 +50,12 @@ fn run(add_path: &str, check_del_path: &str, version: &str, n: u8, what: &str) -
     if version != "0.3.1" {
         expect_ok(
             &format!("{what}: CHECK"),
-            &libcni(&host, "check", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
+            &libcni(Some(&host), "check", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
         );
     }
     expect_ok(
         &format!("{what}: DEL"),
-        &libcni(&host, "del", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
+        &libcni(Some(&host), "del", "ptpinterop", conf.path(), cache.path(), check_del_path, &ctr),
     );
     assert!(ctr.link_names().is_empty(), "{what}");
     assert!(host.link_names().is_empty(), "{what}");

@@ -2,13 +2,11 @@
 //! container) with Debian's Go `host-local` as IPAM in a temporary `dataDir`. Needs root:
 //! `cargo test -p ptp -- --include-ignored`.
 
-#[path = "../../bridge/tests/support/mod.rs"]
-mod support;
 
 use std::path::Path;
 
 use serde_json::{Value, json};
-use support::{Call, Netns, leases};
+use cni_test_support::{Call, Netns, leases};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ptp");
 
@@ -32,7 +30,7 @@ fn add_check_del_every_version_with_go_host_local() {
         let data = tempfile::tempdir().unwrap();
         let c = conf(version, &format!("10.230.{i}.0/24"), data.path(), json!({"ipMasq": true, "mtu": 1420}));
         let cid = format!("ptp-{i}");
-        let r = Call::new(BIN, &host, "ADD", &c, &ctr, &cid).ok();
+        let r = Call::new(BIN, "ADD", &c, &cid).in_ns(&host).netns(&ctr).ok();
         assert_eq!(r["cniVersion"], version);
         let ip = format!("10.230.{i}.2");
         let gw = format!("10.230.{i}.1");
@@ -69,14 +67,14 @@ fn add_check_del_every_version_with_go_host_local() {
         if version >= "0.4.0" {
             let mut chk = c.clone();
             chk["prevResult"] = r.clone();
-            Call::new(BIN, &host, "CHECK", &chk, &ctr, &cid).ok();
+            Call::new(BIN, "CHECK", &chk, &cid).in_ns(&host).netns(&ctr).ok();
         }
-        Call::new(BIN, &host, "DEL", &c, &ctr, &cid).ok();
+        Call::new(BIN, "DEL", &c, &cid).in_ns(&host).netns(&ctr).ok();
         assert!(ctr.link_names().is_empty(), "{version}");
         assert!(host.link_names().is_empty(), "{version}: host veth gone");
         assert!(host.cni_nat_rules().is_empty(), "{version}: {:?}", host.cni_nat_rules());
         assert!(leases(data.path(), "ptptest").is_empty());
-        Call::new(BIN, &host, "DEL", &c, &ctr, &cid).ok();
+        Call::new(BIN, "DEL", &c, &cid).in_ns(&host).netns(&ctr).ok();
     }
 }
 
@@ -90,7 +88,7 @@ fn dual_stack() {
         "cniVersion": "1.0.0", "name": "ptptest", "type": "ptp",
         "ipam": {"type": "host-local", "dataDir": data.path(), "ranges": [[{"subnet": "10.231.0.0/24"}], [{"subnet": "fd00:231::/64"}]]}
     });
-    let r = Call::new(BIN, &host, "ADD", &c, &ctr, "dual").ok();
+    let r = Call::new(BIN, "ADD", &c, "dual").in_ns(&host).netns(&ctr).ok();
     assert_eq!(r["ips"].as_array().unwrap().len(), 2);
     let mut a = ctr.addrs("eth0");
     a.sort();
@@ -103,8 +101,8 @@ fn dual_stack() {
     assert_eq!(host.sysctl("net.ipv6.conf.all.forwarding"), "1");
     let mut chk = c.clone();
     chk["prevResult"] = r;
-    Call::new(BIN, &host, "CHECK", &chk, &ctr, "dual").ok();
-    Call::new(BIN, &host, "DEL", &c, &ctr, "dual").ok();
+    Call::new(BIN, "CHECK", &chk, "dual").in_ns(&host).netns(&ctr).ok();
+    Call::new(BIN, "DEL", &c, "dual").in_ns(&host).netns(&ctr).ok();
     assert!(ctr.link_names().is_empty() && host.link_names().is_empty());
     assert!(leases(data.path(), "ptptest").is_empty());
 }
@@ -118,15 +116,15 @@ fn faults_leave_nothing_behind() {
     let ctr = Netns::new("ptpctr");
     ctr.sh(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0peer"]);
     let c = conf("1.0.0", "10.232.0.0/24", data.path(), json!({"ipMasq": true}));
-    let e = Call::new(BIN, &host, "ADD", &c, &ctr, "exists").err();
+    let e = Call::new(BIN, "ADD", &c, "exists").in_ns(&host).netns(&ctr).err();
     assert!(e["msg"].as_str().unwrap().contains("already exists"), "{e}");
     assert!(leases(data.path(), "ptptest").is_empty(), "IPAM DEL ran");
     assert!(host.link_names().is_empty());
     assert!(host.cni_nat_rules().is_empty());
     // A missing netns on DEL releases the lease.
     let gone = Netns::new("ptpctr");
-    Call::new(BIN, &host, "ADD", &c, &gone, "gone").ok();
-    let del = Call::new(BIN, &host, "DEL", &c, &gone, "gone");
+    Call::new(BIN, "ADD", &c, "gone").in_ns(&host).netns(&gone).ok();
+    let del = Call::new(BIN, "DEL", &c, "gone").in_ns(&host).netns(&gone);
     drop(gone);
     del.ok();
     assert!(leases(data.path(), "ptptest").is_empty());
@@ -145,7 +143,7 @@ fn sigkill_midway_then_del_cleans_up() {
     // Go's host-local allocates, then the IPAM hangs on ADD and the plugin is killed.
     let script = format!(
         "#!/bin/sh\nout=$({GO}/host-local) || {{ echo \"$out\"; exit 1; }}\nif [ \"$CNI_COMMAND\" = ADD ]; then touch {m}; exec sleep 30; fi\necho \"$out\"\n",
-        GO = support::GO_PLUGINS,
+        GO = cni_test_support::go::PLUGIN_DIR,
         m = marker.display()
     );
     let slow = bin.path().join("slow-ipam");
@@ -153,8 +151,8 @@ fn sigkill_midway_then_del_cleans_up() {
     std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let mut c = conf("1.0.0", "10.233.0.0/24", data.path(), json!({"ipMasq": true}));
     c["ipam"]["type"] = json!("slow-ipam");
-    let mut call = Call::new(BIN, &host, "ADD", &c, &ctr, "killed");
-    call.cni_path = format!("{}:{}", bin.path().display(), support::GO_PLUGINS);
+    let mut call = Call::new(BIN, "ADD", &c, "killed").in_ns(&host).netns(&ctr);
+    call.cni_path = format!("{}:{}", bin.path().display(), cni_test_support::go::PLUGIN_DIR);
     let mut cmd = call.command();
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().unwrap();
@@ -173,7 +171,7 @@ fn sigkill_midway_then_del_cleans_up() {
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
     let _ = child.wait();
     assert_eq!(leases(data.path(), "ptptest").len(), 1, "the lease was taken");
-    let mut del = Call::new(BIN, &host, "DEL", &c, &ctr, "killed");
+    let mut del = Call::new(BIN, "DEL", &c, "killed").in_ns(&host).netns(&ctr);
     del.cni_path = call.cni_path.clone();
     del.ok();
     assert!(leases(data.path(), "ptptest").is_empty());
