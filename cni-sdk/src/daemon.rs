@@ -284,6 +284,14 @@ impl<P: Plugin + 'static> Daemon<P> {
     /// `shutdown` completes; then stops accepting, waits for requests in flight and removes the
     /// socket. Runs its own `LocalSet`, so call it from a current-thread runtime.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        self.bind()?.serve(shutdown).await
+    }
+
+    /// Binds the socket (mode 0600, a stale socket file is replaced) without serving yet: when
+    /// this returns, clients can connect (their requests wait until [`BoundDaemon::serve`]).
+    /// What a supervisor (or a test) uses to know the daemon is ready. Must be called within a
+    /// tokio runtime.
+    pub fn bind(self) -> Result<BoundDaemon<P>> {
         use std::os::unix::fs::PermissionsExt as _;
         if let Some(dir) = self.socket.parent() {
             std::fs::create_dir_all(dir)
@@ -303,48 +311,12 @@ impl<P: Plugin + 'static> Daemon<P> {
         std::fs::set_permissions(&self.socket, std::fs::Permissions::from_mode(0o600))
             .map_err(|e| Error::internal("restricting the socket").with_source(e))?;
         tracing::info!(socket = %self.socket.display(), "daemon listening");
-
-        let local = tokio::task::LocalSet::new();
-        let this = Rc::new(self);
-        let served = local
-            .run_until(async {
-                let mut tasks = tokio::task::JoinSet::new();
-                tokio::pin!(shutdown);
-                loop {
-                    tokio::select! {
-                        () = &mut shutdown => break,
-                        accepted = listener.accept() => match accepted {
-                            Ok((stream, _)) => {
-                                let this = this.clone();
-                                tasks.spawn_local(async move { this.handle(stream).await });
-                            }
-                            Err(e) => tracing::warn!(error = %e, "accept failed"),
-                        },
-                        Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-                    }
-                }
-                drop(listener);
-                // Graceful: finish what is in flight (each request has its own timeout).
-                while tasks.join_next().await.is_some() {}
-            })
-            .await;
-        let _ = std::fs::remove_file(&this.socket);
-        tracing::info!("daemon stopped");
-        Ok(served)
+        Ok(BoundDaemon { daemon: self, listener })
     }
 
     /// [`Daemon::serve`] until SIGTERM or SIGINT.
     pub async fn serve_until_signal(self) -> Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).map_err(|e| Error::internal("signal handler").with_source(e))?;
-        let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::internal("signal handler").with_source(e))?;
-        self.serve(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        })
-        .await
+        self.bind()?.serve_until_signal().await
     }
 
     async fn handle(&self, mut stream: UnixStream) {
@@ -399,6 +371,73 @@ impl<P: Plugin + 'static> Daemon<P> {
             }
         }
         response
+    }
+}
+
+/// A [`Daemon`] whose socket is bound (see [`Daemon::bind`]).
+pub struct BoundDaemon<P> {
+    daemon: Daemon<P>,
+    listener: UnixListener,
+}
+
+impl<P> std::fmt::Debug for BoundDaemon<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoundDaemon").field("daemon", &self.daemon).finish_non_exhaustive()
+    }
+}
+
+impl<P: Plugin + 'static> BoundDaemon<P> {
+    /// [`BoundDaemon::serve`] until SIGTERM or SIGINT.
+    pub async fn serve_until_signal(self) -> Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| Error::internal("signal handler").with_source(e))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(|e| Error::internal("signal handler").with_source(e))?;
+        self.serve(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
+        .await
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> &Path {
+        &self.daemon.socket
+    }
+
+    /// Serves until `shutdown` completes; then stops accepting, waits for requests in flight
+    /// and removes the socket. Runs its own `LocalSet`, so call it from a current-thread
+    /// runtime.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
+        let BoundDaemon { daemon, listener } = self;
+        let local = tokio::task::LocalSet::new();
+        let this = Rc::new(daemon);
+        let served = local
+            .run_until(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                tokio::pin!(shutdown);
+                loop {
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        accepted = listener.accept() => match accepted {
+                            Ok((stream, _)) => {
+                                let this = this.clone();
+                                tasks.spawn_local(async move { this.handle(stream).await });
+                            }
+                            Err(e) => tracing::warn!(error = %e, "accept failed"),
+                        },
+                        Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    }
+                }
+                drop(listener);
+                // Graceful: finish what is in flight (each request has its own timeout).
+                while tasks.join_next().await.is_some() {}
+            })
+            .await;
+        let _ = std::fs::remove_file(&this.socket);
+        tracing::info!("daemon stopped");
+        Ok(served)
     }
 }
 

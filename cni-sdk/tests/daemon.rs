@@ -13,26 +13,56 @@ use cni_sdk::{CniError, CniResult, Context, ErrorCode, IpConfig, Plugin, PluginO
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct Conf {
+    /// Hold the call until the test opens the gate.
     #[serde(default)]
-    sleep_ms: u64,
+    gated: bool,
 }
 
-/// Logs the start and end of every call.
+/// Logs the start and end of every call; calls with `gated` wait for the test to open the
+/// gate. The test shares the value (same thread), so it orders requests by these events rather
+/// than by sleeping.
 #[derive(Clone, Default)]
 struct Slow {
     log: Rc<RefCell<Vec<String>>>,
+    changed: Rc<Notify>,
+    gate: Rc<Notify>,
 }
 
 impl Slow {
     async fn work(&self, cx: &Context<Conf>) {
-        self.log.borrow_mut().push(format!("start {} {}", cx.command(), cx.container_id()));
-        tokio::time::sleep(Duration::from_millis(cx.plugin_config().sleep_ms)).await;
-        self.log.borrow_mut().push(format!("end {} {}", cx.command(), cx.container_id()));
+        self.record(format!("start {} {}", cx.command(), cx.container_id()));
+        if cx.plugin_config().gated {
+            self.gate.notified().await;
+        }
+        self.record(format!("end {} {}", cx.command(), cx.container_id()));
+    }
+
+    fn record(&self, event: String) {
+        self.log.borrow_mut().push(event);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `event` has been logged.
+    async fn seen(&self, event: &str) {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.log.borrow().iter().any(|e| e == event) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Lets one gated call (now or the next one) finish.
+    fn open_gate(&self) {
+        self.gate.notify_one();
     }
 }
 
@@ -86,8 +116,8 @@ async fn shim(socket: &Path, cmd: &str, id: &str, netns: &str, conf: Value) -> O
     Out { code, stdout, stderr }
 }
 
-fn conf(sleep_ms: u64) -> Value {
-    json!({"cniVersion": "1.0.0", "name": "dnet", "type": "slow", "sleepMs": sleep_ms})
+fn conf(gated: bool) -> Value {
+    json!({"cniVersion": "1.0.0", "name": "dnet", "type": "slow", "gated": gated})
 }
 
 /// Runs `test` against a daemon on a fresh socket; shuts the daemon down afterwards.
@@ -98,18 +128,14 @@ where
 {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("d.sock");
-    let daemon = Daemon::builder(plugin).socket(&socket).request_timeout(timeout).build().unwrap();
+    // Bound before serving: the socket exists when `bind` returns.
+    let daemon = Daemon::builder(plugin).socket(&socket).request_timeout(timeout).build().unwrap().bind().unwrap();
+    assert!(socket.exists());
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = daemon.serve(async move {
         let _ = stopped.await;
     });
     let run = async {
-        for _ in 0..100 {
-            if socket.exists() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         test(socket.clone()).await;
         let _ = stop.send(());
     };
@@ -124,13 +150,13 @@ async fn shim_relays_results_and_the_socket_is_root_only() {
     with_daemon(plugin, Duration::from_secs(10), |socket| async move {
         let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let out = shim(&socket, "ADD", "c1", "/nonexistent", conf(0)).await;
+        let out = shim(&socket, "ADD", "c1", "/nonexistent", conf(false)).await;
         assert_eq!(out.code, 0, "{}", String::from_utf8_lossy(&out.stdout));
         let doc = out.doc();
         assert_eq!(doc["cniVersion"], "1.0.0");
         assert_eq!(doc["ips"][0]["address"], "10.235.0.3/24");
         // Errors come back unchanged: an unsupported version is the daemon's code 1.
-        let mut bad = conf(0);
+        let mut bad = conf(false);
         bad["cniVersion"] = json!("9.9.9");
         let out = shim(&socket, "ADD", "c1", "/nonexistent", bad).await;
         assert_eq!((out.code, out.doc()["code"].as_u64()), (1, Some(1)));
@@ -141,23 +167,30 @@ async fn shim_relays_results_and_the_socket_is_root_only() {
 #[tokio::test]
 async fn one_container_at_a_time_but_containers_in_parallel() {
     let plugin = Slow::default();
-    let log = plugin.log.clone();
+    let events = plugin.clone();
+    let inside = plugin.clone();
     with_daemon(plugin, Duration::from_secs(10), |socket| async move {
+        let events = inside;
         let (a, b, c) = tokio::join!(
-            shim(&socket, "ADD", "same", "/nonexistent", conf(150)),
+            // ADD of `same` starts and holds until the gate opens.
+            shim(&socket, "ADD", "same", "/nonexistent", conf(true)),
             async {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                shim(&socket, "DEL", "same", "/nonexistent", conf(0)).await
+                events.seen("start ADD same").await;
+                // Sent while ADD of `same` is in progress: must wait for it.
+                shim(&socket, "DEL", "same", "/nonexistent", conf(false)).await
             },
             async {
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                shim(&socket, "ADD", "other", "/nonexistent", conf(0)).await
+                events.seen("start ADD same").await;
+                // Another container: not held up by `same`.
+                let out = shim(&socket, "ADD", "other", "/nonexistent", conf(false)).await;
+                events.open_gate();
+                out
             },
         );
         assert!(a.code == 0 && b.code == 0 && c.code == 0);
     })
     .await;
-    let log = log.borrow().clone();
+    let log = events.log.borrow().clone();
     let pos = |s: &str| log.iter().position(|l| l == s).unwrap_or_else(|| panic!("{s} missing in {log:?}"));
     assert!(pos("end ADD same") < pos("start DEL same"), "DEL waited for ADD of the same container: {log:?}");
     assert!(pos("end ADD other") < pos("end ADD same"), "another container was not held up: {log:?}");
@@ -165,8 +198,9 @@ async fn one_container_at_a_time_but_containers_in_parallel() {
 
 #[tokio::test]
 async fn request_timeout_is_code_11() {
+    // The gate never opens: only the daemon's timeout ends the request.
     with_daemon(Slow::default(), Duration::from_millis(100), |socket| async move {
-        let out = shim(&socket, "ADD", "c1", "/nonexistent", conf(2000)).await;
+        let out = shim(&socket, "ADD", "c1", "/nonexistent", conf(true)).await;
         assert_eq!(out.code, 1);
         assert_eq!(out.doc()["code"], 11);
     })
@@ -216,7 +250,7 @@ async fn garbage_and_oversize_frames_get_clear_errors() {
         assert!(e.details.unwrap().contains("connection closed"));
 
         // The daemon still serves real requests afterwards.
-        assert_eq!(shim(&socket, "ADD", "c9", "/nonexistent", conf(0)).await.code, 0);
+        assert_eq!(shim(&socket, "ADD", "c9", "/nonexistent", conf(false)).await.code, 0);
     })
     .await;
 }
@@ -225,19 +259,20 @@ async fn garbage_and_oversize_frames_get_clear_errors() {
 async fn shutdown_finishes_requests_in_flight() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("g.sock");
-    let daemon = Daemon::builder(Slow::default()).socket(&socket).build().unwrap();
+    let plugin = Slow::default();
+    let events = plugin.clone();
+    let daemon = Daemon::builder(plugin).socket(&socket).build().unwrap().bind().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let serve = daemon.serve(async move {
         let _ = stopped.await;
     });
     let client = async {
-        while !socket.exists() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let pending = shim(&socket, "ADD", "c1", "/nonexistent", conf(200));
+        let pending = shim(&socket, "ADD", "c1", "/nonexistent", conf(true));
         let trigger = async {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Shut down while the ADD is in flight, then let it finish.
+            events.seen("start ADD c1").await;
             let _ = stop.send(());
+            events.open_gate();
         };
         let (out, ()) = tokio::join!(pending, trigger);
         out
@@ -251,21 +286,21 @@ async fn shutdown_finishes_requests_in_flight() {
 #[tokio::test]
 async fn shim_without_daemon() {
     let socket = Path::new("/nonexistent/daemon.sock");
-    let out = shim(socket, "ADD", "c1", "/nonexistent", conf(0)).await;
+    let out = shim(socket, "ADD", "c1", "/nonexistent", conf(false)).await;
     assert_eq!((out.code, out.doc()["code"].as_u64()), (1, Some(11)));
     assert_eq!(out.doc()["cniVersion"], "1.0.0");
-    let out = shim(socket, "CHECK", "c1", "/nonexistent", conf(0)).await;
+    let out = shim(socket, "CHECK", "c1", "/nonexistent", conf(false)).await;
     assert_eq!(out.doc()["code"], 11);
-    let mut status_conf = conf(0);
+    let mut status_conf = conf(false);
     status_conf["cniVersion"] = json!("1.1.0");
     let out = shim(socket, "STATUS", "", "", status_conf).await;
     assert_eq!((out.code, out.doc()["code"].as_u64()), (1, Some(50)));
     // DEL: fine when the namespace is gone, code 11 when it still exists.
-    let out = shim(socket, "DEL", "c1", "/nonexistent", conf(0)).await;
+    let out = shim(socket, "DEL", "c1", "/nonexistent", conf(false)).await;
     assert_eq!(out.code, 0);
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("namespace is gone"));
-    let out = shim(socket, "DEL", "c1", "/proc/self/ns/net", conf(0)).await;
+    let out = shim(socket, "DEL", "c1", "/proc/self/ns/net", conf(false)).await;
     assert_eq!((out.code, out.doc()["code"].as_u64()), (1, Some(11)));
     // VERSION needs no daemon.
     let out = shim(socket, "VERSION", "", "", json!({"cniVersion": "0.4.0"})).await;

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::Duration;
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};
 
@@ -13,15 +13,14 @@ struct Daemon {
 }
 
 impl Daemon {
+    /// Starts the daemon and waits for its readiness line (the socket accepts connections then).
     fn start(socket: &Path) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_memory-ipamd")).arg(socket).spawn().unwrap();
-        for _ in 0..200 {
-            if socket.exists() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert!(socket.exists(), "daemon did not create its socket");
+        let mut child =
+            Command::new(env!("CARGO_BIN_EXE_memory-ipamd")).arg(socket).stdout(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), format!("listening on {}", socket.display()), "readiness line");
+        assert!(socket.exists(), "daemon created its socket");
         Self { child, socket: socket.to_owned() }
     }
 
