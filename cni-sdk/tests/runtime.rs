@@ -4,8 +4,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf, load_all, load_network};
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::{Attachment, CniResult, Command, Error, ErrorCode, Interface, IpConfig};
 use serde_json::{Value, json};
 

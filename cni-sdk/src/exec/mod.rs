@@ -193,4 +193,3 @@ pub fn parse_result(stdout: &[u8], config_version: &str) -> crate::Result<CniRes
         Error::new(ErrorCode::DecodingFailure, "failed to parse the delegated plugin's result").with_source(e)
     })
 }
-

@@ -92,8 +92,8 @@ async fn run_process(path: &Path, request: &ExecRequest) -> crate::Result<RawOut
         kept
     };
     let ((), out, err) = tokio::join!(write, read_out, read_err);
-    let out = out.map_err(|e| Error::new(cni_types::ErrorCode::IoFailure, "failed to read plugin output").with_source(e))?;
+    let out =
+        out.map_err(|e| Error::new(cni_types::ErrorCode::IoFailure, "failed to read plugin output").with_source(e))?;
     let status = child.wait().await.map_err(|e| Error::internal("failed to wait for plugin").with_source(e))?;
     Ok(RawOutput { code: status.code(), stdout: out, stderr: err })
 }
-

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, OpKind};
 use cni_sdk::net::{LinkKind, NetErrorKind};
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};
@@ -82,7 +82,10 @@ impl Env {
     /// Whether no per-container nftables masquerading rule is left (the shared `postrouting`
     /// chain stays, as Go leaves it).
     fn no_nft_masq(&self) -> bool {
-        self.nft.tables().iter().all(|t| t.chains.iter().filter(|c| c.chain.name == "masq_checks").all(|c| c.rules.is_empty()))
+        self.nft
+            .tables()
+            .iter()
+            .all(|t| t.chains.iter().filter(|c| c.chain.name == "masq_checks").all(|c| c.rules.is_empty()))
     }
 
     fn ipam_calls(&self) -> Vec<String> {

@@ -2,10 +2,9 @@
 //! results (with generated names and MACs masked) and error messages must match. Needs root and
 //! Debian's Go plugins (`/usr/lib/cni`).
 
-
-use serde_json::{Value, json};
 use cni_test_support::go::PLUGIN_DIR as GO_PLUGINS;
 use cni_test_support::{Call, Netns};
+use serde_json::{Value, json};
 
 const OURS: &str = env!("CARGO_BIN_EXE_bridge");
 

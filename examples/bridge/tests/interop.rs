@@ -3,12 +3,11 @@
 //! Everything runs inside a throwaway "host" namespace. Needs root and the interop tools
 //! (`bash ../shared/interop/build.sh target/interop/libcni-cnitool`; `.ci/run` does it).
 
-
 use std::path::Path;
 
-use serde_json::{Value, json};
 use cni_test_support::go::{PLUGIN_DIR as GO_PLUGINS, expect_ok, libcni};
 use cni_test_support::{Netns, leases};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bridge");
 
@@ -54,7 +53,10 @@ fn libcni_drives_our_bridge_with_go_host_local() {
         let data = tempfile::tempdir().unwrap();
         write_conflist(conf.path(), version, "cnitest-br20", &format!("10.220.{i}.0/24"), data.path());
 
-        let r = expect_ok("libcni ADD", &libcni(Some(&host), "add", "brinterop", conf.path(), cache.path(), &cni_path, &ctr));
+        let r = expect_ok(
+            "libcni ADD",
+            &libcni(Some(&host), "add", "brinterop", conf.path(), cache.path(), &cni_path, &ctr),
+        );
         assert_eq!(r["cniVersion"], version);
         assert_eq!(r["interfaces"][0]["name"], "cnitest-br20");
         assert_eq!(r["interfaces"][2]["name"], "eth0");
@@ -63,7 +65,10 @@ fn libcni_drives_our_bridge_with_go_host_local() {
         assert_eq!(host.addrs("cnitest-br20"), [format!("10.220.{i}.1/24")]);
         assert_eq!(host.cni_nat_rules().len(), 4, "{:?}", host.cni_nat_rules());
         if version != "0.3.1" {
-            expect_ok("libcni CHECK", &libcni(Some(&host), "check", "brinterop", conf.path(), cache.path(), &cni_path, &ctr));
+            expect_ok(
+                "libcni CHECK",
+                &libcni(Some(&host), "check", "brinterop", conf.path(), cache.path(), &cni_path, &ctr),
+            );
         }
         expect_ok("libcni DEL", &libcni(Some(&host), "del", "brinterop", conf.path(), cache.path(), &cni_path, &ctr));
         assert_clean(&host, &ctr, "cnitest-br20", data.path(), version);
@@ -91,7 +96,10 @@ fn cross(add_path: &str, del_path: &str, what: &str, n: u8) -> (Value, Vec<Strin
         &libcni(Some(&host), "check", "brinterop", conf.path(), cache.path(), del_path, &ctr),
     );
     // ... and removes everything, including the iptables rules (same chain names and comments).
-    expect_ok(&format!("{what}: DEL"), &libcni(Some(&host), "del", "brinterop", conf.path(), cache.path(), del_path, &ctr));
+    expect_ok(
+        &format!("{what}: DEL"),
+        &libcni(Some(&host), "del", "brinterop", conf.path(), cache.path(), del_path, &ctr),
+    );
     assert_clean(&host, &ctr, "cnitest-br21", data.path(), what);
     // The rules with this container's ID, chain and subnet replaced, to compare Go's and ours.
     let chain = rules.iter().find_map(|r| r.strip_prefix("-N ")).unwrap().to_owned();

@@ -2,12 +2,11 @@
 //! container), with Debian's Go `host-local` as IPAM in a temporary `dataDir`. Needs root:
 //! `cargo test -p bridge -- --include-ignored`.
 
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use cni_test_support::{Call, Netns, leases};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_bridge");
 

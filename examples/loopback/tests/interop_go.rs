@@ -5,6 +5,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
+use cni_test_support::Netns;
 use common::*;
 use serde_json::{Value, json};
 
@@ -41,11 +42,11 @@ fn compare(go: &Value, rs: &Value, go_ns: &str, rs_ns: &str, v: &str) {
 #[test]
 #[ignore = "needs root and the Go interop tools"]
 fn same_results_and_errors_as_go() {
-    assert!(Path::new(GO).is_file(), "{GO} missing: run /work/shared/interop/build.sh");
+    assert!(Path::new(&go_bin()).is_file(), "Debian's Go loopback is missing");
     for v in ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"] {
-        let (go_ns, rs_ns) = (netns("lo-go"), netns("lo-rs"));
-        let (gp, rp) = (path_of(&go_ns), path_of(&rs_ns));
-        let go = run(GO, "ADD", Some(&gp), v).ok();
+        let (go_ns, rs_ns) = (Netns::bare("lo-go"), Netns::bare("lo-rs"));
+        let (gp, rp) = (go_ns.path(), rs_ns.path());
+        let go = run(&go_bin(), "ADD", Some(&gp), v).ok();
         let rs = run(RUST, "ADD", Some(&rp), v).ok();
         compare(&go, &rs, &gp, &rp, v);
         assert_eq!(lo_link(&go_ns)["flags"], lo_link(&rs_ns)["flags"], "{v}");
@@ -53,31 +54,31 @@ fn same_results_and_errors_as_go() {
         // Each one's CHECK accepts the other's ADD, and DELs cross over.
         if v >= "0.4.0" {
             run(RUST, "CHECK", Some(&gp), v).ok();
-            run(GO, "CHECK", Some(&rp), v).ok();
+            run(&go_bin(), "CHECK", Some(&rp), v).ok();
         }
         run(RUST, "DEL", Some(&gp), v).ok();
-        run(GO, "DEL", Some(&rp), v).ok();
+        run(&go_bin(), "DEL", Some(&rp), v).ok();
         assert!(!lo_is_up(&go_ns) && !lo_is_up(&rs_ns));
         if v >= "0.4.0" {
-            assert_eq!(run(RUST, "CHECK", Some(&gp), v).err(), run(GO, "CHECK", Some(&rp), v).err());
+            assert_eq!(run(RUST, "CHECK", Some(&gp), v).err_msg(), run(&go_bin(), "CHECK", Some(&rp), v).err_msg());
         }
-        go_ns.remove().unwrap();
-        rs_ns.remove().unwrap();
+        go_ns.remove();
+        rs_ns.remove();
         // A missing namespace: the same error; DEL succeeds for both.
         for cmd in ["ADD", "CHECK"] {
             if cmd == "CHECK" && v < "0.4.0" {
                 continue;
             }
-            let (go, rs) = (run(GO, cmd, Some(&gp), v), run(RUST, cmd, Some(&gp), v));
-            assert_eq!((rs.err(), rs.doc()["code"].clone()), (go.err(), go.doc()["code"].clone()), "{cmd} {v}");
+            let (go, rs) = (run(&go_bin(), cmd, Some(&gp), v), run(RUST, cmd, Some(&gp), v));
+            assert_eq!((rs.err_msg(), rs.doc()["code"].clone()), (go.err_msg(), go.doc()["code"].clone()), "{cmd} {v}");
         }
-        run(GO, "DEL", Some(&gp), v).ok();
+        run(&go_bin(), "DEL", Some(&gp), v).ok();
         run(RUST, "DEL", Some(&rp), v).ok();
     }
 }
 
 fn libcni(verb: &str, confdir: &Path, cachedir: &Path, netns: &str, path: &str) -> (bool, String, String) {
-    let out = Command::new(cnitool())
+    let out = Command::new(cni_test_support::go::libcni_cnitool())
         .args([verb, "lo-net", netns])
         .env("NETCONFPATH", confdir)
         .env("CNI_CACHE_DIR", cachedir)
@@ -101,8 +102,8 @@ fn driven_by_go_libcni() {
         let cache = tempfile::tempdir().unwrap();
         let list = json!({"cniVersion": v, "name": "lo-net", "plugins": [{"type": "loopback"}]});
         std::fs::write(confdir.path().join("10-lo.conflist"), list.to_string()).unwrap();
-        let ns = netns("lo-cni");
-        let path = path_of(&ns);
+        let ns = Netns::bare("lo-cni");
+        let path = ns.path();
         let (ok, out, err) = libcni("add", confdir.path(), cache.path(), &path, &ours);
         assert!(ok, "{v}: {out} {err}");
         let r: Value = serde_json::from_str(&out).unwrap();
@@ -123,7 +124,11 @@ fn driven_by_go_libcni() {
 #[ignore = "needs the Go interop tools"]
 fn libcni_decodes_our_version_reply() {
     let ours = Path::new(RUST).parent().unwrap().to_owned();
-    let out = Command::new(cnitool()).args(["version", "loopback"]).env("CNI_PATH", &ours).output().unwrap();
+    let out = Command::new(cni_test_support::go::libcni_cnitool())
+        .args(["version", "loopback"])
+        .env("CNI_PATH", &ours)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["supportedVersions"], json!(ALL));

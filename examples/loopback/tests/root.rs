@@ -3,6 +3,7 @@
 
 mod common;
 
+use cni_test_support::Netns;
 use common::*;
 use serde_json::json;
 
@@ -16,8 +17,8 @@ fn about_and_version() {
 #[ignore = "needs root"]
 fn add_check_del_in_a_real_namespace_every_version() {
     for v in ALL {
-        let ns = netns("lo");
-        let path = path_of(&ns);
+        let ns = Netns::bare("lo");
+        let path = ns.path();
         assert!(!lo_is_up(&ns), "a new namespace has lo down");
         let doc = run(RUST, "ADD", Some(&path), v).ok();
         assert!(lo_is_up(&ns), "{v}");
@@ -42,10 +43,10 @@ fn add_check_del_in_a_real_namespace_every_version() {
         assert_eq!(run(RUST, "DEL", Some(&path), v).ok(), serde_json::Value::Null);
         assert!(!lo_is_up(&ns), "{v}: DEL sets lo down");
         if v >= "0.4.0" {
-            assert_eq!(run(RUST, "CHECK", Some(&path), v).err(), "loopback interface is down");
+            assert_eq!(run(RUST, "CHECK", Some(&path), v).err_msg(), "loopback interface is down");
         }
         run(RUST, "DEL", Some(&path), v).ok();
-        ns.remove().unwrap();
+        ns.remove();
         assert!(!std::path::Path::new(&path).exists(), "namespace cleaned up");
         run(RUST, "DEL", Some(&path), v).ok();
         run(RUST, "DEL", None, v).ok();
@@ -56,17 +57,17 @@ fn add_check_del_in_a_real_namespace_every_version() {
 #[ignore = "needs root"]
 fn add_on_a_missing_namespace_fails() {
     let r = run(RUST, "ADD", Some("/var/run/netns/cnitest-lo-never-created"), "1.0.0");
-    assert_ne!(r.code, 0);
+    assert!(!r.success());
     r.err();
 }
 
 #[test]
 #[ignore = "needs root"]
 fn the_hosts_lo_is_left_alone() {
-    let ns = netns("lo-host");
+    let ns = Netns::bare("lo-host");
     let before = std::process::Command::new("ip").args(["-j", "link", "show", "lo"]).output().unwrap().stdout;
-    run(RUST, "ADD", Some(&path_of(&ns)), "1.0.0").ok();
-    run(RUST, "DEL", Some(&path_of(&ns)), "1.0.0").ok();
+    run(RUST, "ADD", Some(&ns.path()), "1.0.0").ok();
+    run(RUST, "DEL", Some(&ns.path()), "1.0.0").ok();
     let after = std::process::Command::new("ip").args(["-j", "link", "show", "lo"]).output().unwrap().stdout;
     assert_eq!(before, after);
 }

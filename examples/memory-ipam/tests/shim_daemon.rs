@@ -1,8 +1,8 @@
 //! The shim and daemon binaries as real processes over a unix socket (no root needed).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{Value, json};

@@ -1,47 +1,12 @@
 //! `passthrough` chained after Debian's Go `loopback`, driven by Go libcni (`libcni-cnitool`,
 //! built by `../shared/interop/build.sh`; `.ci/run` builds it). Needs root for `ip netns`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
+use cni_test_support::Netns;
+use cni_test_support::go::libcni_cnitool as cnitool;
 use serde_json::{Value, json};
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn cnitool() -> PathBuf {
-    let p = std::env::var_os("LIBCNI_CNITOOL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/interop/libcni-cnitool"));
-    assert!(
-        p.is_file(),
-        "{} missing: run ../shared/interop/build.sh target/interop/libcni-cnitool (as .ci/run does)",
-        p.display()
-    );
-    p
-}
-
-/// A named network namespace, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn new(tag: &str) -> Self {
-        let name = format!("cnitest-{tag}-{}", std::process::id());
-        let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
-        assert!(st.success(), "ip netns add {name} failed (root needed)");
-        Self(name)
-    }
-    fn path(&self) -> String {
-        format!("/var/run/netns/{}", self.0)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
-    }
-}
 
 fn libcni(verb: &str, confdir: &Path, cachedir: &Path, netns: &str) -> (bool, String, String) {
     let plugin_dir = Path::new(env!("CARGO_BIN_EXE_passthrough")).parent().unwrap().to_owned();

@@ -1,9 +1,8 @@
 //! Unit tests on fake namespaces with a fake IPAM and a model nat table: no root, no binaries.
 
-
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, NsSnapshot, OpKind};
 use cni_sdk::net::{LinkKind, NetErrorKind, RouteScope};
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};
@@ -172,7 +171,10 @@ async fn ip_masq_rules_and_teardown() {
     let comment = format!(r#""name: \"ptpnet\" id: \"{CID}\"""#);
     let nat = env.cni_nat();
     assert_eq!(nat.iter().filter(|l| l.starts_with(&format!("-A {chain} "))).count(), 2, "{nat:?}");
-    assert!(nat.contains(&format!("-A POSTROUTING -s 10.251.0.5/32 -m comment --comment {comment} -j {chain}")), "{nat:?}");
+    assert!(
+        nat.contains(&format!("-A POSTROUTING -s 10.251.0.5/32 -m comment --comment {comment} -j {chain}")),
+        "{nat:?}"
+    );
     env.test(Command::Del, &c).run().await.expect_success();
     assert!(env.cni_nat().is_empty(), "{:?}", env.cni_nat());
 }

@@ -2,12 +2,11 @@
 //! `ptp` and ours cleaning up each other's state and iptables rules. Needs root and the interop
 //! tools (`bash ../shared/interop/build.sh target/interop/libcni-cnitool`).
 
-
 use std::path::Path;
 
-use serde_json::{Value, json};
 use cni_test_support::go::{PLUGIN_DIR as GO_PLUGINS, expect_ok, libcni};
 use cni_test_support::{Netns, leases};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ptp");
 

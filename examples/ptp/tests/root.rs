@@ -2,11 +2,10 @@
 //! container) with Debian's Go `host-local` as IPAM in a temporary `dataDir`. Needs root:
 //! `cargo test -p ptp -- --include-ignored`.
 
-
 use std::path::Path;
 
-use serde_json::{Value, json};
 use cni_test_support::{Call, Netns, leases};
+use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ptp");
 

@@ -49,12 +49,20 @@ impl Netns {
     /// # Panics
     /// When the namespace cannot be created (not root).
     pub fn new(tag: &str) -> Self {
+        let ns = Self::bare(tag);
+        ns.sh(&["ip", "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Creates `cnitest-<tag>-<pid>-<n>` as the kernel makes it: `lo` down.
+    ///
+    /// # Panics
+    /// When the namespace cannot be created (not root).
+    pub fn bare(tag: &str) -> Self {
         let name = unique_name("cnitest", tag);
         let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add");
         assert!(st.success(), "ip netns add {name} failed (root needed)");
-        let ns = Self { name };
-        ns.sh(&["ip", "link", "set", "lo", "up"]);
-        ns
+        Self { name }
     }
 
     /// The path runtimes pass as `CNI_NETNS`.
@@ -89,7 +97,11 @@ impl Netns {
         let mut a = vec!["ip", "-j", "-d"];
         a.extend(args);
         let out = self.sh(&a);
-        if out.trim().is_empty() { Value::Array(vec![]) } else { serde_json::from_str(&out).expect("ip -j prints JSON") }
+        if out.trim().is_empty() {
+            Value::Array(vec![])
+        } else {
+            serde_json::from_str(&out).expect("ip -j prints JSON")
+        }
     }
 
     /// All links (`ip -j -d link show`).
@@ -143,6 +155,12 @@ impl Netns {
         all.lines().filter(|l| l.contains("CNI-")).map(str::to_owned).collect()
     }
 
+    /// Deletes the namespace now (what dropping it does), e.g. to test a DEL after the
+    /// container is gone; returns the path it had.
+    pub fn remove(self) -> String {
+        self.path()
+    }
+
     /// A sysctl's value (`sysctl -n`).
     pub fn sysctl(&self, key: &str) -> String {
         self.sh(&["sysctl", "-n", key]).trim().to_owned()
@@ -185,8 +203,9 @@ impl Run {
     /// # Panics
     /// When it is not.
     pub fn doc(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
+        })
     }
 
     /// Asserts success; returns the document (`Null` when stdout is empty).
@@ -369,6 +388,21 @@ impl Call {
         let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.bin.display()));
         Spawned { child: feed(child, &self.stdin) }
     }
+}
+
+/// Runs `bin` with exactly the environment `env` (nothing inherited) and `stdin`: for tests of
+/// the protocol edges (missing or malformed variables) that [`Call`] would fill in.
+pub fn exec(bin: impl AsRef<Path>, env: &[(&str, &str)], stdin: &[u8]) -> Run {
+    let bin = bin.as_ref();
+    let child = Command::new(bin)
+        .env_clear()
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    Run::of(feed(child, stdin).wait_with_output().expect("wait for the plugin"))
 }
 
 /// Writes stdin (a plugin that exits before reading it is fine: a broken pipe is ignored).
