@@ -7,6 +7,8 @@
 //! (Go leaks the link when IPAM returns no address). The link is created from inside the
 //! namespace, so a host interface of the same name cannot collide (Go before v1.9.0 did).
 
+#![warn(missing_docs)]
+
 #[cfg(test)]
 mod tests;
 

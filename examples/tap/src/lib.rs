@@ -15,6 +15,8 @@
 //!   flags `ip tuntap add` uses (no `vnet_hdr`, no packet information); with both, with the flags
 //!   Go's netlink library uses (`vnet_hdr`, and packet information unless multi-queue).
 
+#![warn(missing_docs)]
+
 mod iproute2;
 #[cfg(test)]
 mod tests;
