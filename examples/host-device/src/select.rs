@@ -55,6 +55,9 @@ pub(crate) async fn load(cx: &Context<HostDeviceConf>, host: &Net, strict: bool)
             aux = Some(id.to_owned());
         } else if strict {
             return Err(Error::internal(format!("runtime config DeviceID {id} not found or unsupported")));
+        } else {
+            // DEL after the device went away: still a selector, so DEL can finish.
+            pci = Some(id.to_owned());
         }
     }
     let selector = if let Some(d) = non_empty(&n.device) {

@@ -379,6 +379,8 @@ async fn del_is_idempotent() {
     // DEL does not need the PCI device any more (hot-unplugged, driver gone).
     let gone = conf(SpecVersion::V1_0_0, json!({"pciBusID": "0000:99:00.0", "runtimeConfig": {"deviceID": "x"}}));
     env.test(Command::Del, &gone).run().await.expect_success();
+    let gone = conf(SpecVersion::V1_0_0, json!({"runtimeConfig": {"deviceID": "0000:97:00.0"}}));
+    env.test(Command::Del, &gone).run().await.expect_success();
     // Without any selector DEL fails like Go's (such a configuration never worked).
     let e = env.test(Command::Del, &conf(SpecVersion::V1_0_0, json!({}))).run().await.expect_error(999);
     assert_eq!(e.msg, r#"specify either "device", "hwaddr", "kernelpath" or "pciBusID""#);

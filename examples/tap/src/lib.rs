@@ -241,7 +241,8 @@ impl Plugin for Tap {
     }
 
     async fn check(&self, cx: &Context<TapConf>) -> Result<()> {
-        load(cx)?;
+        // Go's CHECK loads CNI_ARGS (strictly) but never parses the MAC.
+        cx.args().check_known(&["MAC"]).map_err(|e| Error::internal(e.to_string()))?;
         let ctr = cx.container_net().await.map_err(|e| go::netns_open_error(cx.netns(), &e))?;
         if let Some(t) = ipam_type(cx) {
             cx.delegate(t).check().await?;
