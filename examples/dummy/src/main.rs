@@ -1,0 +1,2 @@
+//! The `dummy` binary: runs [`dummy::Dummy`].
+cni_sdk::main!(dummy::Dummy);

@@ -1,0 +1,2 @@
+//! The `tap` binary: runs [`tap::Tap`].
+cni_sdk::main!(tap::Tap);
