@@ -8,4 +8,7 @@ cni_sdk::multicall! {
     passthrough::PassThrough,
     route_override::RouteOverride,
     multi::Multi,
+    macvlan::Macvlan,
+    ipvlan::Ipvlan,
+    vlan::Vlan,
 }
