@@ -17,6 +17,9 @@
 //! | routes added the way Go's netlink adds them | [`add_route_like_go`] |
 //! | deferred cleanup on a failed ADD | [`Undo`], [`with_undo`] |
 //! | Go's error texts (`ns.GetNS`, `%v` of routes and networks) | [`go`] |
+//! | `encoding/json`'s case-insensitive keys | [`go_keys`] |
+//! | `ipam.ExecAdd`, `ExecDel`, `ExecCheck`, `ExecStatus` | [`ipam_add`], [`ipam_del`], [`ipam_check`], [`ipam_status`] |
+//! | macvlan/ipvlan/vlan: default master, master lookup, temp-name create + rename | [`default_route_interface`], [`lookup_link`], [`create_in_container`] |
 //!
 //! A main plugin's ADD, written with the kit (it runs on the fake here):
 //!
@@ -50,16 +53,22 @@
 mod addr;
 mod check;
 pub mod go;
+mod gojson;
 mod iface;
+mod ipam;
 mod link;
+mod lower;
 mod sysctl;
 mod undo;
 mod veth;
 
 pub use addr::{gateway_of, host_prefix, is_global_unicast, next_ip};
 pub use check::{validate_expected_interface, validate_expected_ips, validate_expected_routes};
+pub use gojson::{GoJson, go_keys};
 pub use iface::{add_route_like_go, configure_iface};
+pub use ipam::{has_ipam, ipam_add, ipam_check, ipam_del, ipam_status, ipam_type};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
+pub use lower::{create_in_container, default_route_interface, lookup_link};
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;

@@ -66,6 +66,8 @@ pub(crate) enum NewLink {
         mode: Option<MacvlanMode>,
         /// macvtap instead of macvlan.
         tap: bool,
+        /// `IFLA_MACVLAN_BC_QUEUE_LEN`: the broadcast queue length this link asks for.
+        bc_queue_len: Option<u32>,
     },
     Ipvlan {
         common: Common,

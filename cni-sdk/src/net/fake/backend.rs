@@ -99,10 +99,11 @@ fn describe_create(spec: &NewLink, target: &str) -> (OpKind, String) {
         NewLink::Dummy(_) => (OpKind::CreateDummy, into(name)),
         NewLink::Ifb(_) => (OpKind::CreateIfb, into(name)),
         NewLink::Vrf { table, .. } => (OpKind::CreateVrf, into(format!("{name} table {table}"))),
-        NewLink::Macvlan { parent, mode, tap, .. } => {
+        NewLink::Macvlan { parent, mode, tap, bc_queue_len, .. } => {
             let kind = if *tap { OpKind::CreateMacvtap } else { OpKind::CreateMacvlan };
             let mode = mode.map(|m| format!(" mode {m}")).unwrap_or_default();
-            (kind, into(format!("{name} link #{parent}{mode}")))
+            let bcq = bc_queue_len.map(|n| format!(" bcqueuelen {n}")).unwrap_or_default();
+            (kind, into(format!("{name} link #{parent}{mode}{bcq}")))
         }
         NewLink::Ipvlan { parent, mode, flag, .. } => {
             let mode = mode.map(|m| format!(" mode {m}")).unwrap_or_default();

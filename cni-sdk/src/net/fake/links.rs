@@ -28,7 +28,7 @@ impl World {
             NewLink::Dummy(c) => self.create_simple(at, c, LinkKind::Dummy, "dummy").map(drop),
             NewLink::Ifb(c) => self.create_simple(at, c, LinkKind::Ifb, "ifb").map(drop),
             NewLink::Vrf { common, table } => self.create_vrf(at, common, *table),
-            NewLink::Macvlan { common, parent, mode, tap } => self.create_macvlan(at, common, *parent, *mode, *tap),
+            NewLink::Macvlan { common, parent, mode, tap, .. } => self.create_macvlan(at, common, *parent, *mode, *tap),
             NewLink::Ipvlan { common, parent, mode, flag } => self.create_ipvlan(at, common, *parent, *mode, *flag),
             NewLink::Vlan { common, parent, id, protocol } => self.create_vlan(at, common, *parent, *id, *protocol),
             NewLink::Tun { common, spec } => self.create_tun(at, common, spec),

@@ -349,17 +349,23 @@ impl RealBackend {
                 let b = with_common(LinkVrf::new(&common.name, *table), common, target);
                 (b.build(), format!("create vrf {:?} table {table}", common.name))
             }
-            NewLink::Macvlan { common, parent, mode, tap: false } => {
+            NewLink::Macvlan { common, parent, mode, tap: false, bc_queue_len } => {
                 let mut b = LinkMessageBuilder::<LinkMacVlan>::new(&common.name).link(*parent);
                 if let Some(mode) = mode {
                     b = b.mode(to_nl_macvlan(*mode));
                 }
+                if let Some(n) = bc_queue_len {
+                    b = b.append_info_data(InfoMacVlan::BcQueueLen(*n));
+                }
                 (with_common(b, common, target).build(), format!("create macvlan {:?}", common.name))
             }
-            NewLink::Macvlan { common, parent, mode, tap: true } => {
+            NewLink::Macvlan { common, parent, mode, tap: true, bc_queue_len } => {
                 let mut b = LinkMessageBuilder::<LinkMacVtap>::new(&common.name).link(*parent);
                 if let Some(mode) = mode {
                     b = b.mode(to_nl_macvlan(*mode));
+                }
+                if let Some(n) = bc_queue_len {
+                    b = b.append_info_data(InfoMacVtap::BcQueueLen(*n));
                 }
                 (with_common(b, common, target).build(), format!("create macvtap {:?}", common.name))
             }

@@ -1,0 +1,2 @@
+//! The `ipvlan` binary: runs [`ipvlan::Ipvlan`].
+cni_sdk::main!(ipvlan::Ipvlan);

@@ -1,0 +1,2 @@
+//! The `macvlan` binary: runs [`macvlan::Macvlan`].
+cni_sdk::main!(macvlan::Macvlan);

@@ -1,0 +1,2 @@
+//! The `vlan` binary: runs [`vlan::Vlan`].
+cni_sdk::main!(vlan::Vlan);
