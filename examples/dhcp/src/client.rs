@@ -108,18 +108,25 @@ where
     let deadline = start + budget;
     let mut backoff = Backoff::new(resend_max);
     let mut attempts = 0;
+    let mut previous: Option<Failure> = None;
     loop {
         attempts += 1;
         let last = match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(Ok(v)) => return Ok(v),
             Ok(Err(e)) => e,
-            Err(_) => Failure::Timeout("answer", budget),
+            Err(_) => {
+                // The budget ran out in the middle of an attempt: report what the last complete
+                // attempt saw.
+                let last = previous.unwrap_or(Failure::Timeout("answer", budget));
+                return Err(GiveUp { attempts, elapsed: start.elapsed(), last });
+            }
         };
         tracing::info!("{last}");
         let delay = backoff.next();
         if Instant::now() + delay >= deadline {
             return Err(GiveUp { attempts, elapsed: start.elapsed(), last });
         }
+        previous = Some(last);
         tracing::info!("retrying in {:.6} seconds", delay.as_secs_f64());
         tokio::time::sleep(delay).await;
     }

@@ -25,11 +25,12 @@ impl Plugin for Static {
 
     async fn add(&self, cx: &Context<()>) -> Result<CniResult> {
         let conf = config::load(cx)?;
-        let mut result = CniResult::default();
-        result.ips = conf.addresses.iter().map(|a| IpConfig { gateway: a.gateway, ..IpConfig::new(a.net) }).collect();
-        result.routes = conf.routes;
-        result.dns = conf.dns;
-        Ok(result)
+        Ok(CniResult {
+            ips: conf.addresses.iter().map(|a| IpConfig { gateway: a.gateway, ..IpConfig::new(a.net) }).collect(),
+            routes: conf.routes,
+            dns: conf.dns,
+            ..CniResult::default()
+        })
     }
 
     /// Nothing was allocated, so nothing is released (Go does not even read the configuration).

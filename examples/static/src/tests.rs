@@ -159,12 +159,13 @@ async fn old_versions_take_one_address_per_family() {
 }
 
 fn prev(entries: &[(&str, Option<&str>)]) -> CniResult {
-    let mut r = CniResult::default();
-    r.ips = entries
-        .iter()
-        .map(|(a, g)| IpConfig { gateway: g.map(|g| g.parse().unwrap()), ..IpConfig::new(a.parse().unwrap()) })
-        .collect();
-    r
+    CniResult {
+        ips: entries
+            .iter()
+            .map(|(a, g)| IpConfig { gateway: g.map(|g| g.parse().unwrap()), ..IpConfig::new(a.parse().unwrap()) })
+            .collect(),
+        ..CniResult::default()
+    }
 }
 
 #[tokio::test]
