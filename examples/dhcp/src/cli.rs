@@ -74,8 +74,10 @@ fn run(flags: &DaemonFlags) -> Result<(), String> {
     let served = rt.block_on(local.run_until(async {
         let services = Services::system();
         let plugin = DhcpDaemon::new(flags.clone(), services.clone());
-        let restored =
-            plugin.restore().map_err(|e| format!("Error loading leases from {}: {e}", flags.state_dir().display()))?;
+        let restored = plugin
+            .restore()
+            .await
+            .map_err(|e| format!("Error loading leases from {}: {e}", flags.state_dir().display()))?;
         if restored > 0 {
             tracing::info!("resumed {restored} lease(s) from {}", flags.state_dir().display());
         }

@@ -76,26 +76,47 @@ impl DhcpDaemon {
         Self { inner: Rc::new(Inner { flags, services, ports, store, leases: RefCell::default() }) }
     }
 
-    /// Loads the persisted leases and resumes their maintenance; returns how many. Call it on
-    /// the `LocalSet` the daemon runs on, before serving.
-    pub(crate) fn restore(&self) -> std::io::Result<usize> {
+    /// Loads the persisted leases and resumes their maintenance; returns how many. Leases whose
+    /// namespace or interface is gone are dropped. Call it on the `LocalSet` the daemon runs
+    /// on, before serving.
+    pub(crate) async fn restore(&self) -> std::io::Result<usize> {
         let records = self.inner.store.load_all()?;
         let grace_until = now_secs() + self.inner.flags.resend_timeout.as_secs();
-        let n = records.len();
+        let mut n = 0;
         for record in records {
             let key = record.client_id.clone();
+            if let Err(Attach::Gone(why)) =
+                self.inner.find_link(&record.netns, &record.ifname, record.netns_inode).await
+            {
+                tracing::info!("{key}: {why}; dropping the lease");
+                if let Err(e) = self.inner.store.remove(&key) {
+                    tracing::warn!("{key}: could not remove the lease record: {e}");
+                }
+                continue;
+            }
             tracing::info!(
                 "{key}: resuming maintenance of {} (lease expires at {})",
                 record.lease.address,
                 record.lease.expires_at()
             );
             self.inner.leases.borrow_mut().insert(key.clone(), Entry { record, task: None, grace_until });
+            n += 1;
             let task = self.inner.spawn_maintenance(key.clone());
             if let Some(e) = self.inner.leases.borrow_mut().get_mut(&key) {
                 e.task = Some(task);
             }
         }
         Ok(n)
+    }
+
+    /// Stops every maintenance task and empties the table, leaving the records on disk: what
+    /// a daemon that exits does.
+    #[cfg(test)]
+    pub(crate) fn stop(&self) {
+        let keys: Vec<String> = self.inner.leases.borrow().keys().cloned().collect();
+        for key in keys {
+            self.inner.take(&key);
+        }
     }
 
     /// The keys of the leases held.

@@ -336,13 +336,18 @@ async fn a_restarted_daemon_renews_and_releases() {
             rig.server.set_times(60, 10, 20);
             let conf = rig.conf("1.0.0", json!({}));
             rig.direct(Command::Add, "c1", "ctr1", &conf).run().await.expect_result();
+            rig.daemon.stop();
             let restarted = rig.restarted();
-            drop(rig.daemon.clone());
-            assert_eq!(restarted.restore().unwrap(), 1);
+            assert_eq!(restarted.restore().await.unwrap(), 1);
             assert_eq!(restarted.lease_keys(), vec!["c1/dnet/eth0".to_owned()]);
             let before = rig.server.seen().len();
             tokio::time::sleep(Duration::from_secs(11)).await;
-            assert!(rig.server.seen().len() > before, "the restarted daemon renewed");
+            let renewals: Vec<_> = rig.server.seen()[before..].iter().map(|s| (s.kind, s.ciaddr)).collect();
+            assert_eq!(
+                renewals,
+                vec![(MessageType::Request, Ipv4Addr::new(10, 219, 0, 10))],
+                "the restarted daemon renewed"
+            );
             let del = PluginTest::new(&restarted)
                 .network(&rig.world)
                 .command(Command::Del)
@@ -351,6 +356,14 @@ async fn a_restarted_daemon_renews_and_releases() {
                 .config(conf.clone());
             del.run().await.expect_success();
             assert_eq!(rig.server.seen().last().unwrap().kind, MessageType::Release, "released without CNI_NETNS");
+            assert!(rig.store().load_all().unwrap().is_empty());
+
+            // A lease whose namespace vanished while the daemon was down is dropped at start.
+            rig.direct(Command::Add, "c1", "ctr1", &conf).run().await.expect_result();
+            restarted.stop();
+            rig.world.remove_namespace("ctr1");
+            let third = rig.restarted();
+            assert_eq!(third.restore().await.unwrap(), 0);
             assert!(rig.store().load_all().unwrap().is_empty());
         })
         .await;
