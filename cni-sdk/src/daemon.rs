@@ -47,6 +47,12 @@
 //! available), and DEL too — unless the container's namespace is already gone (`CNI_NETNS`
 //! empty or missing), where the spec wants DEL to succeed. `CNI_DAEMON_SOCKET` overrides the
 //! socket path (for tests and packaging).
+//!
+//! **Forwarding from a plugin**: [`forward`] sends one request and returns the daemon's answer,
+//! telling a daemon that cannot be reached ([`ForwardError::Connect`]) from a failed exchange.
+//! A plugin type whose methods forward ([`WireRequest::from_context`], [`WireResponse::outcome`])
+//! is a shim that runs under the ordinary dispatcher, so it can pick its socket from the
+//! network configuration and live in a multi-call binary like any other plugin.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -160,6 +166,19 @@ pub struct WireRequest {
     pub stdin: String,
 }
 
+impl WireRequest {
+    /// A request carrying `env` and `stdin`.
+    pub fn new(env: BTreeMap<String, String>, stdin: &[u8]) -> Self {
+        Self { env, stdin: b64(stdin) }
+    }
+
+    /// The request a plugin method would forward: its whole environment and the configuration
+    /// exactly as it was received.
+    pub fn from_context<C>(cx: &Context<C>) -> Self {
+        Self::new(cx.env_map().clone(), cx.raw_config())
+    }
+}
+
 /// A response on the wire: what the plugin printed and its exit code.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -173,6 +192,40 @@ pub struct WireResponse {
 }
 
 impl WireResponse {
+    /// What the daemon's plugin printed on stdout.
+    pub fn stdout_bytes(&self) -> Result<Vec<u8>, WireError> {
+        unb64(&self.stdout)
+    }
+
+    /// What the daemon's plugin printed on stderr.
+    pub fn stderr_bytes(&self) -> Result<Vec<u8>, WireError> {
+        unb64(&self.stderr)
+    }
+
+    /// The daemon's answer as a plugin method's outcome: `Ok(Some(result))` when it printed a
+    /// result (ADD), `Ok(None)` when it succeeded silently, and its error object (code, message
+    /// and details kept) when it failed. `version` is the configuration's version, used for
+    /// results that omit theirs.
+    pub fn outcome(&self, version: &str) -> Result<Option<CniResult>> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            Error::new(ErrorCode::DecodingFailure, format!("the daemon sent {what}")).with_details(e.to_string())
+        };
+        let out = self.stdout_bytes().map_err(|e| bad("an undecodable stdout", &e))?;
+        if self.exit_code == dispatch::EXIT_SUCCESS {
+            if out.iter().all(u8::is_ascii_whitespace) {
+                return Ok(None);
+            }
+            return CniResult::parse(&out, version).map(Some).map_err(|e| bad("a result that does not parse", &e));
+        }
+        let obj: cni_types::CniError =
+            serde_json::from_slice(&out).map_err(|e| bad("a failure without an error object", &e))?;
+        let err = Error::new(obj.code, obj.msg);
+        Err(match obj.details {
+            Some(d) if !d.is_empty() => err.with_details(d),
+            _ => err,
+        })
+    }
+
     fn error(err: &Error, version: &str) -> Self {
         let doc = serde_json::to_vec(&err.to_cni_error(version)).expect("errors serialise");
         Self { exit_code: dispatch::EXIT_FAILURE, stdout: b64(&doc), stderr: String::new() }
@@ -280,7 +333,8 @@ impl<P: Plugin + 'static> Daemon<P> {
         &self.socket
     }
 
-    /// Binds the socket (mode 0600, a stale socket file is replaced) and serves until
+    /// Binds the socket (mode 0600; a stale socket file is replaced, but a socket another
+    /// process still listens on is an error) and serves until
     /// `shutdown` completes; then stops accepting, waits for requests in flight and removes the
     /// socket. Runs its own `LocalSet`, so call it from a current-thread runtime.
     pub async fn serve(self, shutdown: impl std::future::Future<Output = ()>) -> Result<()> {
@@ -296,6 +350,13 @@ impl<P: Plugin + 'static> Daemon<P> {
         if let Some(dir) = self.socket.parent() {
             std::fs::create_dir_all(dir)
                 .map_err(|e| Error::internal(format!("creating {}", dir.display())).with_source(e))?;
+        }
+        if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
+            return Err(Error::new(
+                ErrorCode::Internal,
+                format!("listen unix {}: bind: address already in use", self.socket.display()),
+            )
+            .with_details("another daemon is listening on this socket"));
         }
         match std::fs::remove_file(&self.socket) {
             Ok(()) => {}
@@ -498,8 +559,8 @@ pub async fn shim_run(socket: &Path, options: &PluginOptions, io: Invocation<'_>
     }
     let version = config_version(&buf, options);
     let netns_gone = env.get("CNI_NETNS").is_none_or(|p| p.is_empty() || !Path::new(p).exists());
-    let request = WireRequest { env, stdin: b64(&buf) };
-    match exchange(socket, &request).await {
+    let request = WireRequest::new(env, &buf);
+    match forward(socket, &request).await {
         Ok(resp) => {
             let (out, err) = (unb64(&resp.stdout).unwrap_or_default(), unb64(&resp.stderr).unwrap_or_default());
             let _ = stderr.write_all(&err);
@@ -543,9 +604,22 @@ fn print_error(stdout: &mut dyn Write, err: &Error, version: &str) -> i32 {
     dispatch::EXIT_FAILURE
 }
 
-async fn exchange(socket: &Path, request: &WireRequest) -> Result<WireResponse, WireError> {
-    let mut stream = UnixStream::connect(socket).await?;
-    write_frame(&mut stream, &serde_json::to_vec(request)?).await?;
+/// Why [`forward`] got no answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The daemon's socket could not be connected to (missing, refused, no permission): the
+    /// daemon is not running.
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    /// The connection was made but the exchange failed.
+    #[error(transparent)]
+    Exchange(#[from] WireError),
+}
+
+/// Sends `request` to the daemon listening on `socket` and returns its answer.
+pub async fn forward(socket: &Path, request: &WireRequest) -> Result<WireResponse, ForwardError> {
+    let mut stream = UnixStream::connect(socket).await.map_err(ForwardError::Connect)?;
+    write_frame(&mut stream, &serde_json::to_vec(request).map_err(WireError::Json)?).await.map_err(WireError::Io)?;
     let payload = read_frame(&mut stream, DEFAULT_MAX_FRAME).await?;
-    Ok(serde_json::from_slice(&payload)?)
+    Ok(serde_json::from_slice(&payload).map_err(WireError::Json)?)
 }

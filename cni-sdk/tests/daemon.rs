@@ -313,3 +313,80 @@ fn builder_validates() {
     let e = Daemon::builder(Slow::default()).socket("/x").request_timeout(Duration::ZERO).build().unwrap_err();
     assert!(e.message().contains("timeout"));
 }
+
+#[tokio::test]
+async fn forward_from_a_plugin_method() {
+    with_daemon(Slow::default(), Duration::from_secs(5), |socket| async move {
+        let env: BTreeMap<String, String> = [
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_NETNS", "/nonexistent"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/opt/cni/bin"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let stdin = serde_json::to_vec(&conf(0)).unwrap();
+        let resp = daemon::forward(&socket, &daemon::WireRequest::new(env.clone(), &stdin)).await.unwrap();
+        let result = resp.outcome("1.0.0").unwrap().expect("ADD prints a result");
+        assert_eq!(result.ips[0].address.to_string(), "10.235.0.3/24");
+
+        // A failure comes back as the daemon's error object, code and message kept.
+        let mut bad = conf(0);
+        bad["cniVersion"] = json!("9.9.9");
+        let stdin = serde_json::to_vec(&bad).unwrap();
+        let resp = daemon::forward(&socket, &daemon::WireRequest::new(env.clone(), &stdin)).await.unwrap();
+        let err = resp.outcome("1.0.0").unwrap_err();
+        assert_eq!(err.code(), ErrorCode::IncompatibleCniVersion);
+
+        // DEL succeeds silently.
+        let mut del = env;
+        del.insert("CNI_COMMAND".into(), "DEL".into());
+        let stdin = serde_json::to_vec(&conf(0)).unwrap();
+        let resp = daemon::forward(&socket, &daemon::WireRequest::new(del, &stdin)).await.unwrap();
+        assert!(resp.outcome("1.0.0").unwrap().is_none());
+
+        // A second daemon does not take over a socket that is in use.
+        let second = Daemon::builder(Slow::default()).socket(&socket).build().unwrap();
+        let err = second.serve(async {}).await.unwrap_err();
+        assert!(err.message().contains("address already in use"), "{}", err.message());
+        assert_eq!(shim(&socket, "ADD", "c2", "/nonexistent", conf(0)).await.code, 0, "the first one still serves");
+    })
+    .await;
+    let missing = Path::new("/nonexistent/d.sock");
+    let req = daemon::WireRequest::new(BTreeMap::new(), b"{}");
+    assert!(matches!(daemon::forward(missing, &req).await, Err(daemon::ForwardError::Connect(_))));
+}
+
+#[tokio::test]
+async fn a_stale_socket_file_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    assert!(socket.exists(), "a socket file nobody listens on");
+    with_daemon_at(&socket).await;
+}
+
+async fn with_daemon_at(socket: &Path) {
+    let daemon = Daemon::builder(Slow::default()).socket(socket).build().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let serve = daemon.serve(async move {
+        let _ = stopped.await;
+    });
+    let run = async {
+        let mut out = None;
+        for _ in 0..100 {
+            if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+                out = Some(shim(socket, "ADD", "c1", "/nonexistent", conf(0)).await);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        out
+    };
+    let (served, out) = tokio::join!(serve, run);
+    served.unwrap();
+    assert_eq!(out.expect("the daemon came up").code, 0);
+}

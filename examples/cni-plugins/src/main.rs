@@ -1,4 +1,6 @@
 //! Several plugins in one binary, like busybox: install it once and symlink it as each plugin.
+//! `dhcp daemon [flags]` (through a `dhcp` symlink) or `cni-plugins dhcp daemon [flags]` runs
+//! the dhcp daemon.
 cni_sdk::multicall! {
     "cni-plugins";
     bridge::Bridge,
@@ -14,4 +16,6 @@ cni_sdk::multicall! {
     host_device::HostDevice,
     dummy::Dummy,
     tap::Tap,
+    static_ipam::Static,
+    dhcp::Dhcp,
 }

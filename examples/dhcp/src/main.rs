@@ -1,0 +1,2 @@
+//! The `dhcp` binary: the IPAM shim the runtime runs, or `dhcp daemon [flags]`.
+cni_sdk::main!(dhcp::Dhcp);
