@@ -16,6 +16,7 @@
 //! | `calcGatewayIP`, `ip.NextIP` | [`gateway_of`], [`next_ip`] |
 //! | routes added the way Go's netlink adds them | [`add_route_like_go`] |
 //! | deferred cleanup on a failed ADD | [`Undo`], [`with_undo`] |
+//! | state files that survive a killed writer (Go writes them in place) | [`write_atomic`], [`read_tolerant`], [`DirLock`] |
 //! | Go's error texts (`ns.GetNS`, `%v` of routes and networks) | [`go`] |
 //!
 //! A main plugin's ADD, written with the kit (it runs on the fake here):
@@ -52,6 +53,7 @@ mod check;
 pub mod go;
 mod iface;
 mod link;
+mod state_file;
 mod sysctl;
 mod undo;
 mod veth;
@@ -60,6 +62,9 @@ pub use addr::{gateway_of, host_prefix, is_global_unicast, next_ip};
 pub use check::{validate_expected_interface, validate_expected_ips, validate_expected_routes};
 pub use iface::{add_route_like_go, configure_iface};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
+pub use state_file::{
+    DirLock, Durability, StateRead, TEMP_FILE_PREFIX, is_temp_file_name, read_tolerant, remove_temp_files, write_atomic,
+};
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;
