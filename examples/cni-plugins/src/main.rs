@@ -8,4 +8,5 @@ cni_sdk::multicall! {
     passthrough::PassThrough,
     route_override::RouteOverride,
     multi::Multi,
+    tuning::Tuning,
 }
