@@ -243,7 +243,11 @@ pub fn check_allowlist(path: &Path, sysctl: &[(String, String)]) -> Result<()> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::internal(format!("open {}: {}", path.display(), go_io_text(&e)))),
+        Err(e) => {
+            // Go's os.ReadFile: opening fails on permissions, reading on a directory.
+            let op = if e.kind() == io::ErrorKind::PermissionDenied { "open" } else { "read" };
+            return Err(Error::internal(format!("{op} {}: {}", path.display(), go_io_text(&e))));
+        }
     };
     let allowed: Vec<&str> = text.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect();
     let patterns = allowed
