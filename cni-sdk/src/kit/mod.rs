@@ -16,6 +16,7 @@
 //! | `calcGatewayIP`, `ip.NextIP` | [`gateway_of`], [`next_ip`] |
 //! | routes added the way Go's netlink adds them | [`add_route_like_go`] |
 //! | deferred cleanup on a failed ADD | [`Undo`], [`with_undo`] |
+//! | state files that survive a killed writer (Go writes them in place) | [`write_atomic`], [`read_tolerant`], [`DirLock`] |
 //! | Go's error texts (`ns.GetNS`, `%v` of routes and networks) | [`go`] |
 //! | `encoding/json`'s case-insensitive keys | [`go_keys`] |
 //! | `ipam.ExecAdd`, `ExecDel`, `ExecCheck`, `ExecStatus` | [`ipam_add`], [`ipam_del`], [`ipam_check`], [`ipam_status`] |
@@ -58,6 +59,7 @@ mod iface;
 mod ipam;
 mod link;
 mod lower;
+mod state_file;
 mod sysctl;
 mod undo;
 mod veth;
@@ -69,6 +71,9 @@ pub use iface::{add_route_like_go, configure_iface};
 pub use ipam::{has_ipam, ipam_add, ipam_check, ipam_del, ipam_status, ipam_type};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
 pub use lower::{create_in_container, default_route_interface, lookup_link};
+pub use state_file::{
+    DirLock, Durability, StateRead, TEMP_FILE_PREFIX, is_temp_file_name, read_tolerant, remove_temp_files, write_atomic,
+};
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;

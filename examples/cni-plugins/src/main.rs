@@ -18,4 +18,5 @@ cni_sdk::multicall! {
     tap::Tap,
     static_ipam::Static,
     dhcp::Dhcp,
+    tuning::Tuning,
 }

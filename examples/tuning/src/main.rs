@@ -1,0 +1,2 @@
+//! The `tuning` binary: runs [`tuning::Tuning`].
+cni_sdk::main!(tuning::Tuning);
