@@ -17,6 +17,8 @@
 //! | routes added the way Go's netlink adds them | [`add_route_like_go`] |
 //! | deferred cleanup on a failed ADD | [`Undo`], [`with_undo`] |
 //! | Go's error texts (`ns.GetNS`, `%v` of routes and networks) | [`go`] |
+//! | `netlink.RouteGet` + `LinkByIndex` (portmap's `getRoutableHostIF`) | [`link_routing_to`] |
+//! | (no Go equivalent) state for DEL without `prevResult` and for GC | [`AttachmentRecords`] |
 //!
 //! A main plugin's ADD, written with the kit (it runs on the fake here):
 //!
@@ -52,6 +54,8 @@ mod check;
 pub mod go;
 mod iface;
 mod link;
+mod records;
+mod route_lookup;
 mod sysctl;
 mod undo;
 mod veth;
@@ -60,6 +64,8 @@ pub use addr::{gateway_of, host_prefix, is_global_unicast, next_ip};
 pub use check::{validate_expected_interface, validate_expected_ips, validate_expected_routes};
 pub use iface::{add_route_like_go, configure_iface};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
+pub use records::{AttachmentRecords, Record};
+pub use route_lookup::link_routing_to;
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;
