@@ -8,4 +8,6 @@ cni_sdk::multicall! {
     passthrough::PassThrough,
     route_override::RouteOverride,
     multi::Multi,
+    portmap::Portmap,
+    firewall::FirewallPlugin,
 }

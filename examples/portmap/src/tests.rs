@@ -1,0 +1,1 @@
+//! Unit tests on the fake firewalls and the fake network: no root, no binaries.
