@@ -1,30 +1,4 @@
-//! Attachment records: what a plugin's ADD did, kept on disk per network and attachment, so that
-//! a DEL without `prevResult` and GC (spec 1.1) can undo it.
-//!
-//! Go's chained plugins keep no state, so several of their host-side objects cannot be traced
-//! back to an attachment: the firewall plugin's `-d <ip>/32 ... -j ACCEPT` rules carry no
-//! comment at all, and portmap's nftables rules carry only the container ID (not the network).
-//! A plugin that must clean up exactly the objects of one attachment — and never another
-//! network's — writes a small record at ADD and removes it at DEL; GC compares the records of
-//! its network with the runtime's list of valid attachments.
-//!
-//! Layout: `<dir>/<network>/<container ID>/<ifname>`, one JSON document per attachment,
-//! written atomically (a temporary file renamed into place).
-//!
-//! ```
-//! use cni_sdk::kit::AttachmentRecords;
-//! let dir = tempfile::tempdir().unwrap();
-//! let records = AttachmentRecords::new(dir.path());
-//! records.save("net1", "ctr1", "eth0", &vec!["10.1.0.5"]).unwrap();
-//! records.save("net1", "ctr2", "eth0", &vec!["10.1.0.6"]).unwrap();
-//! records.save("net2", "ctr1", "eth1", &vec!["10.2.0.5"]).unwrap();
-//! let valid = [cni_sdk::Attachment::new("ctr1", "eth0")];
-//! let stale = records.stale::<Vec<String>>("net1", &valid).unwrap();
-//! assert_eq!(stale.len(), 1);
-//! assert_eq!((stale[0].container_id.as_str(), stale[0].data[0].as_str()), ("ctr2", "10.1.0.6"));
-//! records.remove("net1", "ctr2", "eth0").unwrap();
-//! assert_eq!(records.list::<Vec<String>>("net1").unwrap().len(), 1);
-//! ```
+//! Attachment records (see [`AttachmentRecords`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -63,7 +37,33 @@ struct OnDisk<T> {
     data: T,
 }
 
-/// A directory of attachment records (see the [module documentation](self)).
+/// A directory of attachment records: what a plugin's ADD did, kept on disk per network and attachment, so that
+/// a DEL without `prevResult` and GC (spec 1.1) can undo it.
+///
+/// Go's chained plugins keep no state, so several of their host-side objects cannot be traced
+/// back to an attachment: the firewall plugin's `-d <ip>/32 ... -j ACCEPT` rules carry no
+/// comment at all, and portmap's nftables rules carry only the container ID (not the network).
+/// A plugin that must clean up exactly the objects of one attachment — and never another
+/// network's — writes a small record at ADD and removes it at DEL; GC compares the records of
+/// its network with the runtime's list of valid attachments.
+///
+/// Layout: `<dir>/<network>/<container ID>/<ifname>`, one JSON document per attachment,
+/// written atomically (a temporary file renamed into place).
+///
+/// ```
+/// use cni_sdk::kit::AttachmentRecords;
+/// let dir = tempfile::tempdir().unwrap();
+/// let records = AttachmentRecords::new(dir.path());
+/// records.save("net1", "ctr1", "eth0", &vec!["10.1.0.5"]).unwrap();
+/// records.save("net1", "ctr2", "eth0", &vec!["10.1.0.6"]).unwrap();
+/// records.save("net2", "ctr1", "eth1", &vec!["10.2.0.5"]).unwrap();
+/// let valid = [cni_sdk::Attachment::new("ctr1", "eth0")];
+/// let stale = records.stale::<Vec<String>>("net1", &valid).unwrap();
+/// assert_eq!(stale.len(), 1);
+/// assert_eq!((stale[0].container_id.as_str(), stale[0].data[0].as_str()), ("ctr2", "10.1.0.6"));
+/// records.remove("net1", "ctr2", "eth0").unwrap();
+/// assert_eq!(records.list::<Vec<String>>("net1").unwrap().len(), 1);
+/// ```
 #[derive(Debug, Clone)]
 pub struct AttachmentRecords {
     dir: PathBuf,
