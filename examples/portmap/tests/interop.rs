@@ -22,7 +22,7 @@ fn go_adds_we_delete_and_we_add_go_deletes() {
     let pod = host.pod("pm-go-1");
     let conf = host.conf(&pod, mappings(), json!({}));
     let chain = cni_sdk::firewall::names::portmap_dnat_chain(NET, &pod.cid);
-    let _server = serve(&pod, 80, "pod");
+    let _server = serve(&pod.ns, 80, "pod");
 
     // Go ADD: our CHECK accepts its rules, our DEL removes them (both families).
     host.call(go_portmap(), "ADD", &pod, &conf).ok();
@@ -55,8 +55,8 @@ fn go_and_ours_share_the_chains_for_two_containers() {
     let cb = host.conf(&b, json!([{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]), json!({}));
     host.call(go_portmap(), "ADD", &a, &ca).ok();
     host.call(BIN, "ADD", &b, &cb).ok();
-    let _sa = serve(&a, 80, "a");
-    let _sb = serve(&b, 80, "b");
+    let _sa = serve(&a.ns, 80, "a");
+    let _sb = serve(&b.ns, 80, "b");
     let gw = host.gateway4();
     assert_eq!(fetch(&host.ns, &format!("{gw}:8080")), "a");
     assert_eq!(fetch(&host.ns, &format!("{gw}:8081")), "b");

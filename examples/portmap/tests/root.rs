@@ -47,7 +47,7 @@ fn iptables_rules_are_gos_traffic_flows_and_del_leaves_nothing() {
     assert_eq!(host.ns.sysctl(&format!("net.ipv4.conf.{BRIDGE}.route_localnet")), "1");
     host.call(BIN, "CHECK", &pod, &conf).ok();
 
-    let _server = serve(&pod, 80, "hello from the pod");
+    let _server = serve(&pod.ns, 80, "hello from the pod");
     assert_eq!(fetch(&host.ns, &format!("{}:8080", host.gateway4())), "hello from the pod");
     assert_eq!(fetch(&host.ns, "127.0.0.1:8080"), "hello from the pod", "localhost: route_localnet and masquerade");
     assert_eq!(fetch(&host.ns, &format!("[{}]:8080", host.gateway6())), "hello from the pod");
@@ -73,7 +73,7 @@ fn readd_with_other_mappings_replaces_the_rules() {
     let second = host.conf(&pod, json!([{"hostPort": 8081, "containerPort": 80, "protocol": "tcp"}]), json!({}));
     host.call(BIN, "ADD", &pod, &first).ok();
     host.call(BIN, "ADD", &pod, &second).ok();
-    let _server = serve(&pod, 80, "pod");
+    let _server = serve(&pod.ns, 80, "pod");
     assert_eq!(fetch(&host.ns, &format!("{}:8081", host.gateway4())), "pod");
     assert!(
         fetch(&host.ns, &format!("{}:8080", host.gateway4())).starts_with("connect failed"),
@@ -108,7 +108,7 @@ fn nftables_layout_traffic_and_del() {
         assert_eq!(host.nft_rules(family, "prerouting").len(), 1);
     }
     host.call(BIN, "CHECK", &pod, &conf).ok();
-    let _server = serve(&pod, 80, "nft pod");
+    let _server = serve(&pod.ns, 80, "nft pod");
     assert_eq!(fetch(&host.ns, &format!("{}:8080", host.gateway4())), "nft pod");
     assert_eq!(fetch(&host.ns, "127.0.0.1:8080"), "nft pod");
     assert_eq!(fetch(&host.ns, &format!("[{}]:8080", host.gateway6())), "nft pod");
@@ -162,8 +162,8 @@ fn gc_frees_exactly_the_lost_container() {
             "ips": [{"address": "10.222.99.9/24", "interface": 0}],
         });
         host.call(BIN, "ADD", &lost, &other).ifname("net1").ok();
-        let _a = serve(&keep, 80, "keep");
-        let _b = serve(&lost, 80, "lost");
+        let _a = serve(&keep.ns, 80, "keep");
+        let _b = serve(&lost.ns, 80, "lost");
         let gw = host.gateway4();
         assert_eq!(fetch(&host.ns, &format!("{gw}:9090")), "lost", "{backend}");
 

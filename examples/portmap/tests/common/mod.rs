@@ -151,10 +151,10 @@ impl Pod {
     }
 }
 
-/// Listens on `port` (both families) inside `pod`, answers `reply` to one connection per
-/// address, in the background.
-pub fn serve(pod: &Pod, port: u16, reply: &'static str) -> std::thread::JoinHandle<()> {
-    let ns = NetNs::open(pod.ns.path()).unwrap();
+/// Listens on `port` (both families) inside the container namespace `ctr` and answers `reply`
+/// to every connection, in the background (for 20 s).
+pub fn serve(ctr: &Netns, port: u16, reply: &'static str) -> std::thread::JoinHandle<()> {
+    let ns = NetNs::open(ctr.path()).unwrap();
     let listener = ns
         .run(move || {
             let l = TcpListener::bind(SocketAddr::from(([0u16; 8], port))).expect("bind in the container");
