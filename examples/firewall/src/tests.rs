@@ -114,6 +114,7 @@ async fn add_check_del_in_every_version() {
         assert_eq!(left.len(), 7, "{v}: chains and jumps stay, as in Go: {left:?}");
         env.run(Command::Del, &c, Some(&p)).run().await.expect_success();
         env.run(Command::Del, &c, None).run().await.expect_success();
+        env.run(Command::Del, &c, Some(&p)).unset("CNI_NETNS").run().await.expect_success();
         let e = env.run(Command::Check, &c, Some(&p)).run().await.expect_error(999);
         assert_eq!(
             e.msg,
