@@ -717,6 +717,58 @@ async fn raw_parts_are_written_verbatim(env: Env) {
     assert_eq!(env.fw.delete_rules_with_comment(&chain, "raw").await.unwrap(), 1);
 }
 
+async fn equivalent_rules_count_as_present(env: Env) {
+    let chain = env.filter.chain("FWT-EQ");
+    env.fw.ensure_chain(&env.filter, Chain::regular("FWT-EQ")).await.unwrap();
+    let r = |i: u8, c: &str| Rule::new(Verdict::Return).when(Match::Source(env.host(i))).with_comment(c);
+    env.fw.append(&chain, r(1, "old wording")).await.unwrap();
+    // Equivalent: the same rule whatever its comment (two versions of a plugin wrote it).
+    let same = |want: Rule| {
+        let want = want.normalized(env.kind);
+        move |l: &Rule| l.verdict == want.verdict && l.conditions == want.conditions
+    };
+    let mut b = Batch::new();
+    b.append_unless(&chain, r(1, "new wording"), same(r(1, ""))).insert_unless(
+        &chain,
+        r(1, "new wording"),
+        same(r(1, "")),
+    );
+    assert!(env.fw.apply(&b).await.unwrap().is_empty(), "an equivalent rule is there");
+    assert_eq!(env.rules(&env.filter, "FWT-EQ").await, [r(1, "old wording")]);
+    // Not equivalent: inserted at the top or appended; an equal rule still counts as present,
+    // and so do rules added earlier in the same batch.
+    let mut b = Batch::new();
+    b.insert_unless(&chain, r(2, "a"), |_| false)
+        .append_unless(&chain, r(3, "b"), same(r(2, "")))
+        .append_unless(&chain, r(1, "old wording"), |_| false)
+        .append_unless(&chain, r(4, "c"), |_| false);
+    assert_eq!(env.fw.apply(&b).await.unwrap().len(), 2);
+    assert_eq!(env.rules(&env.filter, "FWT-EQ").await, [r(2, "a"), r(1, "old wording"), r(4, "c")]);
+}
+
+async fn contains_rules_compares_rules_as_listed(env: Env) {
+    let chain = env.filter.chain("FWT-HAS");
+    let missing = kind_of(env.fw.contains_rules(&chain, &[Rule::new(Verdict::Accept)]).await);
+    assert_eq!(missing, FirewallErrorKind::NotFound);
+    env.fw.ensure_chain(&env.filter, Chain::regular("FWT-HAS")).await.unwrap();
+    let typed = Rule::new(Verdict::Accept).when(Match::Source(env.net(1))).with_comment("has");
+    env.fw.append(&chain, typed.clone()).await.unwrap();
+    // Not in normal form (host bits set): compared as the backend lists it.
+    let messy = Rule::new(Verdict::Accept)
+        .when(Match::Source(IpNet::new(env.addr(1), env.net(1).prefix_len()).unwrap()))
+        .with_comment("has");
+    let absent = Rule::new(Verdict::Drop).when(Match::Source(env.net(1)));
+    assert_eq!(env.fw.contains_rules(&chain, &[typed.clone(), messy, absent]).await.unwrap(), [true, true, false]);
+    if env.ipt() {
+        // iptables lists raw arguments it knows as typed conditions.
+        let raw = Rule::new(Verdict::Accept)
+            .when(Match::Raw(Raw::Iptables(vec!["-s".into(), env.net(1).to_string()])))
+            .with_comment("has");
+        assert_eq!(env.fw.contains_rules(&chain, &[raw]).await.unwrap(), [true]);
+    }
+    assert_eq!(env.fw.contains_rules(&chain, &[]).await.unwrap(), Vec::<bool>::new());
+}
+
 async fn tables_and_chains_carry_comments_in_nftables(env: Env) {
     if env.ipt() {
         let tables = env.fw.list_tables().await.unwrap();
@@ -915,6 +967,8 @@ suite!(
     conflicting_chain_definitions_are_exists_errors,
     base_chain_policy_is_updated,
     raw_parts_are_written_verbatim,
+    equivalent_rules_count_as_present,
+    contains_rules_compares_rules_as_listed,
     tables_and_chains_carry_comments_in_nftables,
     probes_report_usable,
     the_tool_refuses_what_the_planner_refuses,

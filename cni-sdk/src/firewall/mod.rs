@@ -299,6 +299,30 @@ impl Firewall {
         }
     }
 
+    /// Which of `rules` the chain holds (like `iptables -C` for each, from one read): compared
+    /// as the backend lists them, so a rule with raw parts matches its listing.
+    /// [`NotFound`](FirewallErrorKind::NotFound) when the chain does not exist.
+    pub async fn contains_rules(&self, chain: &ChainId, rules: &[Rule]) -> FirewallResult<Vec<bool>> {
+        validate::validate_table(self.kind(), &chain.table)?;
+        validate::validate_chain_name(self.kind(), &chain.name)?;
+        let kind = self.kind();
+        let table = self.backend.read_table_boxed(&chain.table, false).await?;
+        let Some(table) = table else {
+            return Err(FirewallError::not_found(format!("chain {chain} does not exist")));
+        };
+        let Some(listed) = table.chain(&chain.name) else {
+            return Err(FirewallError::not_found(format!("chain {chain} does not exist")));
+        };
+        let chains = table.chains.iter().map(|c| c.chain.name.clone()).collect();
+        Ok(rules
+            .iter()
+            .map(|r| {
+                let want = plan::canonical_rule(kind, &chains, r);
+                listed.rules.iter().any(|l| l.rule == want)
+            })
+            .collect())
+    }
+
     /// Applies a batch: per commit unit (iptables: per IP family, in order of first use; nftables:
     /// the whole batch), reads the tables involved, plans, and commits in one tool run. Returns
     /// the changes committed (empty when everything was already as asked).

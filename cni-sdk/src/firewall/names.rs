@@ -23,6 +23,54 @@ pub const NFT_COMMENT_MAX: usize = 128;
 /// The longest iptables comment Go's portmap writes before truncating (`trimComment`).
 pub const PORTMAP_COMMENT_MAX: usize = 255;
 
+/// Go portmap's (iptables) top-level DNAT chain, entered from `PREROUTING` and `OUTPUT`.
+pub const PORTMAP_DNAT_CHAIN: &str = "CNI-HOSTPORT-DNAT";
+/// Go portmap's chain that marks packets to masquerade.
+pub const PORTMAP_SETMARK_CHAIN: &str = "CNI-HOSTPORT-SETMARK";
+/// Go portmap's chain that masquerades marked packets, entered from `POSTROUTING`.
+pub const PORTMAP_MASQ_CHAIN: &str = "CNI-HOSTPORT-MASQ";
+/// Go portmap's legacy top-level SNAT chain (only torn down).
+pub const PORTMAP_OLD_SNAT_CHAIN: &str = "CNI-HOSTPORT-SNAT";
+/// The comment of the rule in [`PORTMAP_SETMARK_CHAIN`].
+pub const PORTMAP_SETMARK_COMMENT: &str = "CNI portfwd masquerade mark";
+/// The comment of the `POSTROUTING` jump to [`PORTMAP_MASQ_CHAIN`].
+pub const PORTMAP_MASQ_COMMENT: &str = "CNI portfwd requiring masquerade";
+/// Go portmap's nftables table (families `ip` and `ip6`).
+pub const PORTMAP_NFT_TABLE: &str = "cni_hostport";
+/// The comment of [`PORTMAP_NFT_TABLE`].
+pub const PORTMAP_NFT_TABLE_COMMENT: &str = "CNI portmap plugin";
+/// The nftables chain holding one DNAT rule per mapping (comment: the container ID).
+pub const PORTMAP_NFT_HOSTPORTS: &str = "hostports";
+/// The legacy nftables chain of mappings with a host IP (kept empty, still cleaned up).
+pub const PORTMAP_NFT_HOSTIP_HOSTPORTS: &str = "hostip_hostports";
+/// The nftables chain jumping to both mapping chains.
+pub const PORTMAP_NFT_HOSTPORTS_ALL: &str = "hostports_all";
+/// The nftables nat chain on the prerouting hook.
+pub const PORTMAP_NFT_PREROUTING: &str = "prerouting";
+/// The nftables nat chain on the output hook.
+pub const PORTMAP_NFT_OUTPUT: &str = "output";
+/// The nftables nat chain on the postrouting hook holding the hairpin masquerade rules.
+pub const PORTMAP_NFT_MASQUERADING: &str = "masquerading";
+
+/// Go firewall plugin's chain of per-container rules, entered from `FORWARD`.
+pub const FIREWALL_FORWARD_CHAIN: &str = "CNI-FORWARD";
+/// Go firewall plugin's default administrator chain, entered first from [`FIREWALL_FORWARD_CHAIN`].
+pub const FIREWALL_ADMIN_CHAIN: &str = "CNI-ADMIN";
+/// The comment of the `FORWARD` jump to [`FIREWALL_FORWARD_CHAIN`].
+pub const FIREWALL_FORWARD_COMMENT: &str = "CNI firewall plugin rules";
+/// The comment of the jump to the administrator chain.
+pub const FIREWALL_ADMIN_COMMENT: &str = "CNI firewall plugin admin overrides";
+/// The first chain of the firewall plugin's bridge isolation (`ingressPolicy`).
+pub const FIREWALL_ISOLATION_STAGE_1: &str = "CNI-ISOLATION-STAGE-1";
+/// The second chain of the firewall plugin's bridge isolation.
+pub const FIREWALL_ISOLATION_STAGE_2: &str = "CNI-ISOLATION-STAGE-2";
+
+/// The comment of Go firewall plugin's isolation rules for `policy` (`same-bridge`,
+/// `isolated`, or v1.7+'s `same-bridge|isolated` for the rules both share).
+pub fn firewall_isolation_comment(policy: &str) -> String {
+    format!("CNI firewall plugin rules (ingressPolicy: {policy})")
+}
+
 /// The lowercase hex SHA-512 of `s`.
 fn hex_sha512(s: &str) -> String {
     Sha512::digest(s.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
@@ -95,6 +143,14 @@ pub fn portmap_comment(network: &str, container_id: &str) -> String {
         return s;
     }
     format!("{}...", truncate_bytes(&s, PORTMAP_COMMENT_MAX - 2))
+}
+
+/// Parses a [`portmap_comment`] back into (network, container ID); `None` for anything else,
+/// including a comment cut to 255 bytes.
+pub fn parse_portmap_comment(comment: &str) -> Option<(String, String)> {
+    let rest = comment.strip_prefix("dnat name: \"")?.strip_suffix('"')?;
+    let (network, id) = rest.split_once("\" id: \"")?;
+    Some((network.to_owned(), id.to_owned()))
 }
 
 /// The nft ipMasq hash of a network: `hex(network)`, 16 characters.
@@ -290,6 +346,15 @@ mod tests {
         assert_eq!(parse_comment("name: \"a\" id: \"b\" trailing"), None);
         assert_eq!(parse_comment("dnat name: \"a\" id: \"b\""), None);
         assert_eq!(parse_comment("name: \"a id: \"b\""), None);
+    }
+
+    #[test]
+    fn portmap_comments_parse_back() {
+        assert_eq!(parse_portmap_comment(&portmap_comment("pmnet", "ctr-pm")), Some(("pmnet".into(), "ctr-pm".into())));
+        assert_eq!(parse_portmap_comment(&portmap_comment("n", &"x".repeat(300))), None);
+        assert_eq!(parse_portmap_comment("name: \"a\" id: \"b\""), None);
+        assert_eq!(parse_portmap_comment("dnat name: \"a\" id: \"b"), None);
+        assert_eq!(firewall_isolation_comment("same-bridge"), "CNI firewall plugin rules (ingressPolicy: same-bridge)");
     }
 
     #[test]

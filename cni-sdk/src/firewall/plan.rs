@@ -20,7 +20,7 @@ pub(crate) enum Op {
     EnsureChain(TableId, Chain),
     FlushChain(ChainId),
     DeleteChain(ChainId),
-    Append { chain: ChainId, rule: Rule, if_absent: bool, top: bool },
+    Append { chain: ChainId, rule: Rule, if_absent: bool, top: bool, unless: Option<Predicate> },
     DeleteRule(ChainId, Rule),
     DeleteHandle(ChainId, RuleHandle),
     DeleteWhere(ChainId, Predicate),
@@ -49,9 +49,13 @@ impl fmt::Debug for Op {
             Self::EnsureChain(t, c) => write!(f, "ensure chain {}", t.chain(c.name.clone())),
             Self::FlushChain(c) => write!(f, "flush chain {c}"),
             Self::DeleteChain(c) => write!(f, "delete chain {c}"),
-            Self::Append { chain, rule, if_absent, top } => {
+            Self::Append { chain, rule, if_absent, top, unless } => {
                 let verb = if *top { "insert" } else { "append" };
-                let cond = if *if_absent { " if absent" } else { "" };
+                let cond = match (if_absent, unless.is_some()) {
+                    (_, true) => " unless an equivalent rule exists",
+                    (true, false) => " if absent",
+                    (false, false) => "",
+                };
                 write!(f, "{verb}{cond} [{rule}] in {chain}")
             }
             Self::DeleteRule(c, r) => write!(f, "delete [{r}] from {c}"),
@@ -147,26 +151,56 @@ impl Batch {
 
     /// Appends the rule to the chain (which must exist).
     pub fn append(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
-        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: false });
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: false, unless: None });
         self
     }
 
     /// Appends the rule unless the chain already holds an equal one (compared in normal form).
     pub fn append_if_absent(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
-        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: false });
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: false, unless: None });
         self
     }
 
     /// Inserts the rule at the top of the chain.
     pub fn insert(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
-        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: true });
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: false, top: true, unless: None });
         self
     }
 
     /// Inserts the rule at the top unless the chain already holds an equal one anywhere (Go's
     /// "insert at position 1 if missing").
     pub fn insert_if_absent(&mut self, chain: &ChainId, rule: Rule) -> &mut Self {
-        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: true });
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: true, unless: None });
+        self
+    }
+
+    /// Appends the rule unless the chain already holds a rule for which `equivalent` holds
+    /// (evaluated on the rules in normal form when the batch is applied), or an equal one.
+    ///
+    /// For rules that several versions of a plugin wrote with different comments: Go's firewall
+    /// plugin v1.1.1 and v1.7+ comment the same `-j RETURN` differently, and either one is
+    /// enough.
+    pub fn append_unless(
+        &mut self,
+        chain: &ChainId,
+        rule: Rule,
+        equivalent: impl Fn(&Rule) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        let unless: Predicate = Arc::new(equivalent);
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: false, unless: Some(unless) });
+        self
+    }
+
+    /// Inserts the rule at the top unless the chain already holds a rule for which `equivalent`
+    /// holds, or an equal one (see [`Batch::append_unless`]).
+    pub fn insert_unless(
+        &mut self,
+        chain: &ChainId,
+        rule: Rule,
+        equivalent: impl Fn(&Rule) -> bool + Send + Sync + 'static,
+    ) -> &mut Self {
+        let unless: Predicate = Arc::new(equivalent);
+        self.ops.push(Op::Append { chain: chain.clone(), rule, if_absent: true, top: true, unless: Some(unless) });
         self
     }
 
@@ -256,6 +290,24 @@ pub(crate) fn tables_of(ops: &[Op]) -> Vec<TableId> {
     out
 }
 
+/// The rule as the backend will list it: the normal form, and for iptables the parse of its
+/// rendering (with `chains` the chains of its table), so raw arguments the parser knows become
+/// typed as `iptables -S` would show them.
+pub(crate) fn canonical_rule(kind: BackendKind, chains: &BTreeSet<String>, rule: &Rule) -> Rule {
+    let rule = rule.normalized(kind);
+    match kind {
+        BackendKind::Nftables => rule,
+        BackendKind::Iptables => {
+            let mut chains = chains.clone();
+            // A typed jump stays a jump, even to a chain that does not exist (yet).
+            if let Some(target) = rule.verdict.target_chain() {
+                chains.insert(target.to_owned());
+            }
+            iptables::parse_rule_args(&iptables::rule_args(&rule), &chains).normalized(kind)
+        }
+    }
+}
+
 /// Plans `ops` against `state` (which it updates as the changes would): the primitive changes
 /// to commit, in order. Errors are those the tool would give, found before anything is run.
 pub(crate) fn plan(state: &mut Ruleset, ops: &[Op]) -> FirewallResult<Vec<Change>> {
@@ -306,25 +358,14 @@ impl Planner<'_> {
         self.emit(Change::DeleteRule { chain: chain.clone(), handle, rule })
     }
 
-    /// The rule as the backend will list it: the normal form, and for iptables the parse of its
-    /// rendering, so raw arguments the parser knows become typed as `iptables -S` would show them.
+    /// The rule as the backend will list it (see [`canonical_rule`]).
     fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
-        let rule = rule.normalized(kind);
-        match kind {
-            BackendKind::Nftables => rule,
-            BackendKind::Iptables => {
-                let mut chains: BTreeSet<String> = self
-                    .state
-                    .table(&chain.table)
-                    .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
-                    .unwrap_or_default();
-                // A typed jump stays a jump, even to a chain that does not exist (yet).
-                if let Some(target) = rule.verdict.target_chain() {
-                    chains.insert(target.to_owned());
-                }
-                iptables::parse_rule_args(&iptables::rule_args(&rule), &chains).normalized(kind)
-            }
-        }
+        let chains: BTreeSet<String> = self
+            .state
+            .table(&chain.table)
+            .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
+            .unwrap_or_default();
+        canonical_rule(kind, &chains, rule)
     }
 
     fn op(&mut self, kind: BackendKind, op: &Op) -> FirewallResult<()> {
@@ -411,10 +452,11 @@ impl Planner<'_> {
                 Some(_) => self.emit(Change::DeleteChain(chain.clone())),
                 None => Ok(()),
             },
-            Op::Append { chain, rule, if_absent, top } => {
+            Op::Append { chain, rule, if_absent, top, unless } => {
                 validate_rule(kind, &chain.table, rule)?;
                 let rule = self.canonical(kind, chain, rule);
-                if *if_absent && self.state.chain(chain).is_some_and(|c| c.rules.iter().any(|r| r.rule == rule)) {
+                let present = |r: &Rule| *r == rule || unless.as_ref().is_some_and(|p| p(r));
+                if *if_absent && self.state.chain(chain).is_some_and(|c| c.rules.iter().any(|r| present(&r.rule))) {
                     return Ok(());
                 }
                 let change = if *top {

@@ -21,6 +21,8 @@
 //! | `encoding/json`'s case-insensitive keys | [`go_keys`] |
 //! | `ipam.ExecAdd`, `ExecDel`, `ExecCheck`, `ExecStatus` | [`ipam_add`], [`ipam_del`], [`ipam_check`], [`ipam_status`] |
 //! | macvlan/ipvlan/vlan: default master, master lookup, temp-name create + rename | [`default_route_interface`], [`lookup_link`], [`create_in_container`] |
+//! | `netlink.RouteGet` + `LinkByIndex` (portmap's `getRoutableHostIF`) | [`link_routing_to`] |
+//! | (no Go equivalent) state for DEL without `prevResult` and for GC | [`AttachmentRecords`] |
 //!
 //! A main plugin's ADD, written with the kit (it runs on the fake here):
 //!
@@ -60,6 +62,8 @@ mod ipam;
 mod link;
 mod lower;
 mod state_file;
+mod records;
+mod route_lookup;
 mod sysctl;
 mod undo;
 mod veth;
@@ -74,6 +78,8 @@ pub use lower::{create_in_container, default_route_interface, lookup_link};
 pub use state_file::{
     DirLock, Durability, StateRead, TEMP_FILE_PREFIX, is_temp_file_name, read_tolerant, remove_temp_files, write_atomic,
 };
+pub use records::{AttachmentRecords, Record};
+pub use route_lookup::link_routing_to;
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;

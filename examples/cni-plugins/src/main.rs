@@ -19,4 +19,6 @@ cni_sdk::multicall! {
     static_ipam::Static,
     dhcp::Dhcp,
     tuning::Tuning,
+    portmap::Portmap,
+    firewall::FirewallPlugin,
 }

@@ -1,0 +1,2 @@
+//! The `firewall` binary: runs [`firewall::FirewallPlugin`].
+cni_sdk::main!(firewall::FirewallPlugin);

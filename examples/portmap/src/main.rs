@@ -1,0 +1,2 @@
+//! The `portmap` binary: runs [`portmap::Portmap`].
+cni_sdk::main!(portmap::Portmap);
