@@ -492,10 +492,13 @@ impl Store {
         }
     }
 
-    /// Addresses held by (id, ifname), or by `id` in legacy files (Go's `GetByID`).
+    /// Addresses held by (id, ifname), or by `id` in legacy files (Go's `GetByID`), in the
+    /// order of Go's directory walk (by file name), which decides the address a duplicate
+    /// allocation error names.
     pub(crate) fn get_by_id(&self, id: &str, ifname: &str) -> io::Result<Vec<IpAddr>> {
         let mut out = self.owned(&format!("{}{LINE_BREAK}{ifname}", id.trim()))?;
         out.extend(self.owned(id.trim())?);
+        out.sort_by_key(|ip| lease_name(*ip));
         Ok(out)
     }
 
