@@ -20,7 +20,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
@@ -113,6 +113,20 @@ fn well_formed(content: &str) -> bool {
     ident::validate_container_id(id).is_ok() && ifname.is_none_or(|i| ident::validate_interface_name(i).is_ok())
 }
 
+/// Reads a (small) lease file: `open`, `read`, `close` — where `fs::read` also asks for the size
+/// and reads a second time to see the end (this runs once per lease when the index is rebuilt).
+fn read_lease(path: &Path) -> io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut buf = vec![0u8; 1024];
+    let n = f.read(&mut buf)?;
+    buf.truncate(n);
+    if n == 1024 {
+        // A regular file returns less than asked only at its end; this one is longer.
+        f.read_to_end(&mut buf)?;
+    }
+    Ok(buf)
+}
+
 fn trimmed(data: &[u8]) -> String {
     String::from_utf8_lossy(data).trim().to_owned()
 }
@@ -196,7 +210,7 @@ impl Store {
             let Some(ip) = name.parse::<IpAddr>().ok().filter(|ip| lease_name(*ip) == name) else { continue };
             let addr = addr_key(canonical(ip));
             let content = match entry.file_type() {
-                Ok(t) if t.is_file() => fs::read(&path).map(|d| trimmed(&d)).map_err(|e| e.to_string()),
+                Ok(t) if t.is_file() => read_lease(&path).map(|d| trimmed(&d)).map_err(|e| e.to_string()),
                 Ok(_) => Err("not a regular file".to_owned()),
                 Err(e) => Err(e.to_string()),
             };
@@ -471,7 +485,7 @@ impl Store {
             let mut consistent = true;
             for e in candidates {
                 let ip = key_addr(e.addr);
-                match fs::read(self.path(ip)) {
+                match read_lease(&self.path(ip)) {
                     Ok(data) => {
                         let content = trimmed(&data);
                         if content == owner {
