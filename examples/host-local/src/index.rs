@@ -39,8 +39,9 @@
 //! we last wrote the index, whatever ran in between; anything else rebuilds it from the lease
 //! files. A crash between a change and its stamp leaves the directory's mtime at the change
 //! (and the header `dirty`), so the next operation rebuilds. A stale copy written back in place
-//! carries an older generation; one renamed into place changes the mtime; a reboot changes the
-//! boot ID (writes since the last sync may be lost on power failure).
+//! carries an older generation (generations grow with every commit; every rebuild starts a new
+//! chain at a random one); one renamed into place changes the mtime; a reboot changes the boot
+//! ID (writes since the last sync may be lost on power failure).
 
 use std::collections::HashMap;
 use std::fs::{self, File, FileTimes};
@@ -242,7 +243,7 @@ pub(crate) fn boot_id() -> [u8; 16] {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Header {
     clean: bool,
-    pub(crate) generation: u64,
+    generation: u64,
     boot_id: [u8; 16],
     capacity: u64,
     used: u64,
@@ -285,25 +286,23 @@ impl Header {
         b
     }
 
-    /// Decodes a header; the generation is returned even when the rest is unusable, so a
-    /// rebuilt index continues the sequence.
-    fn decode(b: &[u8]) -> Result<Self, (&'static str, Option<u64>)> {
+    fn decode(b: &[u8]) -> Result<Self, &'static str> {
         if b.len() < HEADER_LEN || b[0..24] != MAGIC[..] {
-            return Err(("not an index file", None));
+            return Err("not an index file");
         }
         let sum = Sha256::digest(&b[..HEADER_USED]);
         if b[HEADER_LEN - 8..HEADER_LEN] != sum[..8] || b[HEADER_USED..HEADER_LEN - 8].iter().any(|x| *x != 0) {
-            return Err(("damaged header", None));
+            return Err("damaged header");
         }
         let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
         let generation = u64_at(32);
         if u32::from_le_bytes(b[24..28].try_into().expect("4 bytes")) != FORMAT {
-            return Err(("another format version", Some(generation)));
+            return Err("another format version");
         }
         let clean = match u32::from_le_bytes(b[28..32].try_into().expect("4 bytes")) {
             1 => true,
             2 => false,
-            _ => return Err(("damaged header", Some(generation))),
+            _ => return Err("damaged header"),
         };
         let mut samples = [0u128; SAMPLES];
         for (i, s) in samples.iter_mut().enumerate() {
@@ -326,7 +325,7 @@ impl Header {
             && h.leases <= h.used
             && h.garbage <= h.leases;
         if !sane {
-            return Err(("damaged header", Some(generation)));
+            return Err("damaged header");
         }
         Ok(h)
     }
@@ -334,14 +333,6 @@ impl Header {
     fn file_len(&self) -> u64 {
         HEADER_LEN as u64 + self.capacity * SLOT_LEN as u64
     }
-}
-
-/// Why an index on disk cannot be used.
-#[derive(Debug)]
-pub(crate) struct Invalid {
-    pub(crate) reason: String,
-    /// The generation it had, when readable.
-    pub(crate) generation: Option<u64>,
 }
 
 /// Checks a decoded header against the directory it describes.
@@ -430,22 +421,21 @@ fn bitmaps(addrs: impl Iterator<Item = u128>) -> Vec<Slot> {
 }
 
 impl Index {
-    /// Opens the index of `dir` if it can be trusted (see the module docs).
-    pub(crate) fn load(dir: &Path, dir_file: &File) -> Result<Self, Invalid> {
-        let invalid = |reason: &str, generation| Invalid { reason: reason.to_owned(), generation };
+    /// Opens the index of `dir` if it can be trusted (see the module docs); else says why not.
+    pub(crate) fn load(dir: &Path, dir_file: &File) -> Result<Self, String> {
         let file = match File::options().read(true).write(true).open(dir.join(INDEX_NAME)) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(invalid("there is none", None)),
-            Err(e) => return Err(invalid(&format!("cannot open it: {e}"), None)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err("there is none".into()),
+            Err(e) => return Err(format!("cannot open it: {e}")),
         };
         let mut head = vec![0u8; HEADER_LEN];
         if file.read_exact_at(&mut head, 0).is_err() {
-            return Err(invalid("it is truncated", None));
+            return Err("it is truncated".into());
         }
-        let header = Header::decode(&head).map_err(|(r, g)| invalid(r, g))?;
-        let len = file.metadata().map_err(|e| invalid(&e.to_string(), Some(header.generation)))?.len();
-        let mtime = dir_mtime(dir_file).map_err(|e| invalid(&e.to_string(), Some(header.generation)))?;
-        check_current(&header, len, mtime, &boot_id()).map_err(|r| invalid(r, Some(header.generation)))?;
+        let header = Header::decode(&head)?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mtime = dir_mtime(dir_file).map_err(|e| e.to_string())?;
+        check_current(&header, len, mtime, &boot_id())?;
         Ok(Self { backing: Backing::File(file), header, pages: HashMap::new() })
     }
 
@@ -490,11 +480,6 @@ impl Index {
             }
         };
         Self { backing, header, pages: HashMap::new() }
-    }
-
-    /// The generation of the index (advanced by every committed change).
-    pub(crate) fn generation(&self) -> u64 {
-        self.header.generation
     }
 
     /// The header (for tests and logs).
@@ -812,11 +797,14 @@ impl Header {
     }
 }
 
-/// A fresh generation for an index whose predecessor is unreadable: unlikely to equal the
-/// generation of any stale copy.
+/// A random generation to start a rebuilt index from (std's `RandomState` is seeded by the
+/// OS), so that no copy of an earlier index is likely to carry the generation stamped next:
+/// within one chain generations only grow, across chains they match with odds of 2^-31.
 pub(crate) fn fresh_generation() -> u64 {
+    use std::hash::BuildHasher as _;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    mix64(now.as_nanos() as u64 ^ u64::from(std::process::id()) << 40) % STAMP_SPAN
+    // Truncation is intended: the low bits of the clock are mixed in.
+    std::collections::hash_map::RandomState::new().hash_one(now.as_nanos() as u64) % STAMP_SPAN
 }
 
 #[cfg(test)]
@@ -881,8 +869,8 @@ mod tests {
         assert!(b.windows(5).all(|w| w != b"\r\neth"), "no owner-like content");
         let mut bad = b.clone();
         bad[60] ^= 1;
-        assert_eq!(Header::decode(&bad).unwrap_err().0, "damaged header");
-        assert_eq!(Header::decode(&b[..100]).unwrap_err().0, "not an index file");
+        assert_eq!(Header::decode(&bad).unwrap_err(), "damaged header");
+        assert_eq!(Header::decode(&b[..100]).unwrap_err(), "not an index file");
 
         let boot = [7; 16];
         let ok = check_current(&h, h.file_len(), stamp(41), &boot);
@@ -898,6 +886,13 @@ mod tests {
         // Stamps are before 1970 and differ between consecutive generations.
         assert!(stamp(0).0 < 0 && stamp(STAMP_SPAN - 1).0 < 0);
         assert_ne!(stamp(5), stamp(6));
+    }
+
+    #[test]
+    fn rebuilt_indexes_start_from_unrelated_generations() {
+        let gens: BTreeSet<u64> = (0..200).map(|_| fresh_generation()).collect();
+        assert!(gens.len() >= 199, "{} distinct of 200", gens.len());
+        assert!(gens.iter().all(|g| *g < STAMP_SPAN));
     }
 
     #[test]
@@ -919,12 +914,11 @@ mod tests {
         assert!(ix.owned(owner_hash("a\r\neth1")).unwrap().is_empty());
         // Any directory change invalidates it.
         fs::write(tmp.path().join("10.0.0.4"), "c\r\neth0").unwrap();
-        let e = Index::load(tmp.path(), &d).unwrap_err();
-        assert_eq!((e.reason.as_str(), e.generation), ("the directory changed since it was written", Some(10)));
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "the directory changed since it was written");
         // Changes through the index advance the generation and restamp.
         let mut ix = Index::build(tmp.path(), &d, 11, &entries);
         ix.begin().unwrap();
-        assert_eq!(Index::load(tmp.path(), &d).unwrap_err().reason, "an operation was interrupted while changing it");
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "an operation was interrupted while changing it");
         ix.add(tmp.path(), lease(v4("10.0.0.4"), "c\r\neth0")).unwrap();
         ix.commit(tmp.path(), &d).unwrap();
         assert_eq!(dir_mtime(&d).unwrap(), stamp(12));
@@ -935,13 +929,13 @@ mod tests {
         // Truncated, foreign or deleted files are not trusted.
         let f = File::options().write(true).open(tmp.path().join(INDEX_NAME)).unwrap();
         f.set_len(HEADER_LEN as u64 + 32).unwrap();
-        assert_eq!(Index::load(tmp.path(), &d).unwrap_err().reason, "its size does not match its header");
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "its size does not match its header");
         fs::write(tmp.path().join(INDEX_NAME), "a\r\neth0").unwrap();
-        assert_eq!(Index::load(tmp.path(), &d).unwrap_err().reason, "it is truncated");
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "it is truncated");
         fs::write(tmp.path().join(INDEX_NAME), vec![b'x'; 5000]).unwrap();
-        assert_eq!(Index::load(tmp.path(), &d).unwrap_err().reason, "not an index file");
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "not an index file");
         fs::remove_file(tmp.path().join(INDEX_NAME)).unwrap();
-        assert_eq!(Index::load(tmp.path(), &d).unwrap_err().reason, "there is none");
+        assert_eq!(Index::load(tmp.path(), &d).unwrap_err(), "there is none");
     }
 
     #[test]

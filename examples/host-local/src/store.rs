@@ -60,8 +60,6 @@ pub(crate) struct Store {
     dir_file: File,
     /// `None` until first needed when the file on disk cannot be trusted (then rebuilt).
     index: RefCell<Option<Index>>,
-    /// The generation of the last index seen, continued by a rebuild.
-    generation: Cell<Option<u64>>,
     warned_garbage: Cell<bool>,
     _lock: Flock<File>,
 }
@@ -160,24 +158,10 @@ impl Store {
         let lock = Flock::lock(file, FlockArg::LockExclusive)
             .map_err(|(_, errno)| with_path(io::Error::from(errno), "flock", &lock_path))?;
         let dir_file = File::open(&dir).map_err(|e| with_path(e, "open", &dir))?;
-        let (index, generation) = match Index::load(&dir, &dir_file) {
-            Ok(index) => {
-                let g = index.generation();
-                (Some(index), Some(g))
-            }
-            Err(invalid) => {
-                debug!("the lease index of {} is rebuilt: {}", dir.display(), invalid.reason);
-                (None, invalid.generation)
-            }
-        };
-        Ok(Self {
-            dir,
-            dir_file,
-            index: RefCell::new(index),
-            generation: Cell::new(generation),
-            warned_garbage: Cell::new(false),
-            _lock: lock,
-        })
+        let index = Index::load(&dir, &dir_file)
+            .map_err(|reason| debug!("the lease index of {} is rebuilt: {reason}", dir.display()))
+            .ok();
+        Ok(Self { dir, dir_file, index: RefCell::new(index), warned_garbage: Cell::new(false), _lock: lock })
     }
 
     /// The network directory.
@@ -252,13 +236,12 @@ impl Store {
         Ok(out)
     }
 
-    /// Rebuilds the index from a scan.
+    /// Rebuilds the index from a scan. Its generations start at a random point: a copy of an
+    /// earlier index, whatever its generation, is not mistaken for this one.
     fn rebuild(&self, scanned: &[Scanned]) -> Index {
-        let generation = self.generation.get().map_or_else(index::fresh_generation, |g| g + 1);
         let entries: Vec<Entry> = scanned.iter().map(|s| s.entry).collect();
-        let index = Index::build(&self.dir, &self.dir_file, generation, &entries);
+        let index = Index::build(&self.dir, &self.dir_file, index::fresh_generation(), &entries);
         fault::point("index:rebuilt");
-        self.generation.set(Some(generation));
         index
     }
 
@@ -275,7 +258,6 @@ impl Store {
                 Ok(v) => return Ok(v),
                 Err(e) if !retried => {
                     warn!("the lease index of {} is damaged ({e}): rebuilding it", self.dir.display());
-                    self.generation.set(Some(index.generation()));
                     *slot = None;
                     retried = true;
                 }
@@ -295,17 +277,15 @@ impl Store {
                 Err(e) => warn!("cannot update the lease index of {} ({e}): it is rebuilt", self.dir.display()),
                 _ => warn!("the lease index of {} was out of date: it is rebuilt", self.dir.display()),
             }
-            self.generation.set(Some(index.generation()));
             *slot = None;
         }
     }
 
-    /// Drops an index that gave a wrong answer.
+    /// Drops an index that gave a wrong answer; the next query rebuilds it.
     fn invalidate(&self, why: &str) {
-        self.update(|_, _, _| {
-            warn!("{why}");
-            Ok(false)
-        });
+        if self.index.borrow_mut().take().is_some() {
+            warn!("{why}: rebuilding it");
+        }
     }
 
     /// Marks the index as being changed (building it first if needed), before a lease file
@@ -320,10 +300,11 @@ impl Store {
 
     /// Logs the garbage leases the store holds (once per operation; ADD calls it).
     pub(crate) fn warn_garbage(&self) -> io::Result<()> {
+        let (count, samples) = self.query(|ix| Ok(ix.garbage()))?;
+        // A scan (rebuilding the index just now) has already told.
         if self.warned_garbage.replace(true) {
             return Ok(());
         }
-        let (count, samples) = self.query(|ix| Ok(ix.garbage()))?;
         if count > 0 {
             let list: Vec<String> = samples.iter().map(ToString::to_string).collect();
             warn!(
