@@ -5,6 +5,7 @@
 //! cargo build --release --workspace
 //! bash ../shared/interop/build.sh target/interop/libcni-cnitool
 //! sudo target/release/cni-bench [--rounds N] > table.md
+//! target/release/cni-bench --only host-local-scale [--scale-rounds N]   # no root needed
 //! ```
 //!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
@@ -20,9 +21,10 @@ use serde_json::json;
 
 const GO_DIR: &str = "/usr/lib/cni";
 
-/// A finished exec: wall time, peak RSS (KiB), exit code, stdout.
+/// A finished exec: wall time, CPU time (user + system), peak RSS (KiB), exit code, stdout.
 struct Exec {
     took: Duration,
+    cpu: Duration,
     max_rss_kib: i64,
     code: i32,
     stdout: Vec<u8>,
@@ -53,7 +55,9 @@ fn exec(bin: &Path, env: &[(&str, String)], stdin: &[u8]) -> Exec {
     assert!(pid > 0, "wait4 failed");
     let took = start.elapsed();
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
-    Exec { took, max_rss_kib: usage.ru_maxrss, code, stdout }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec.unsigned_abs(), t.tv_usec.unsigned_abs() as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Exec { took, cpu, max_rss_kib: usage.ru_maxrss, code, stdout }
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -98,12 +102,22 @@ fn env_for(cmd: &str, id: &str, netns: &str, path: &Path) -> Vec<(&'static str, 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut rounds = 50usize;
+    let mut scale_rounds = 20usize;
+    let mut only = None;
     while let Some(a) = args.next() {
-        if a == "--rounds" {
-            rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N");
+        match a.as_str() {
+            "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
+            "--scale-rounds" => scale_rounds = args.next().and_then(|n| n.parse().ok()).expect("--scale-rounds N"),
+            "--only" => only = Some(args.next().expect("--only SECTION")),
+            _ => {}
         }
     }
     let ours_dir = std::env::current_exe().expect("exe").parent().expect("dir").to_owned();
+    if let Some(section) = only {
+        assert_eq!(section, "host-local-scale", "the only section that runs alone is host-local-scale");
+        print!("{}{}", machine(scale_rounds), host_local_scale(&ours_dir, scale_rounds));
+        return;
+    }
     let root = ours_dir.join("../..");
     let sides = [
         Side {
@@ -119,16 +133,7 @@ fn main() {
             subnet: "10.253.0.0/16".into(),
         },
     ];
-    let mut out = String::new();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        .unwrap_or_default();
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    out += &format!("Machine: {cpu}, {cores} cores, Linux {}; {rounds} rounds per measurement.\n\n", kernel.trim());
+    let mut out = machine(rounds);
 
     // 1. Sizes.
     out += "| binary | Rust | Go | Rust/Go |\n|---|---|---|---|\n";
@@ -338,5 +343,111 @@ fn main() {
             );
         }
     }
+    out += &host_local_scale(&ours_dir, scale_rounds);
     print!("{out}");
+}
+
+/// The machine line heading every report.
+fn machine(rounds: usize) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("Machine: {cpu}, {cores} cores, Linux {}; {rounds} rounds per measurement.\n\n", kernel.trim())
+}
+
+/// Fills `<data>/scale` with `n` leases in Go's format (`10.233.0.2` upwards, owners
+/// `bench-<i>\r\neth0`) and the cursor Go leaves after allocating them in order.
+fn prefill(data: &Path, n: u32) {
+    let dir = data.join("scale");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let first = u32::from(std::net::Ipv4Addr::new(10, 233, 0, 2));
+    for i in 0..n {
+        let ip = std::net::Ipv4Addr::from(first + i);
+        std::fs::write(dir.join(ip.to_string()), format!("bench-{i}\r\neth0")).expect("write lease");
+    }
+    if n > 0 {
+        let last = std::net::Ipv4Addr::from(first + n - 1);
+        std::fs::write(dir.join("last_reserved_ip.0"), last.to_string()).expect("write cursor");
+    }
+}
+
+/// host-local ADD and DEL (separate execs of the plugin alone) against a store already
+/// holding 0, 1k, 10k and 50k leases written in Go's format: Go and ours on their own
+/// stores, interleaved round by round. Each cell is the median wall-clock time / the median
+/// CPU time (user + system) of the plugin process, which a busy machine inflates less. The
+/// first round is shown apart: its ADD warms the caches, and ours builds its index from the
+/// lease files there (as after any change made by Go's plugin).
+fn host_local_scale(ours_dir: &Path, rounds: usize) -> String {
+    let mut out = String::from(
+        "\n| host-local, existing leases (median wall / CPU) | Go ADD | ours ADD | ours/Go | Go DEL | ours DEL | ours/Go | first ADD on the store, Go / ours (ours builds its index) |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    let bins = [PathBuf::from(GO_DIR).join("host-local"), ours_dir.join("host-local")];
+    let both = |wall: Duration, cpu: Duration| format!("{} / {}", ms(wall), ms(cpu));
+    let mut ours_add = Vec::new();
+    for n in [0u32, 1_000, 10_000, 50_000] {
+        let stores = [tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir")];
+        let confs: Vec<String> = stores
+            .iter()
+            .map(|d| {
+                json!({"cniVersion": "1.0.0", "name": "scale", "type": "host-local",
+                    "ipam": {"type": "host-local", "subnet": "10.233.0.0/16", "dataDir": d.path()}})
+                .to_string()
+            })
+            .collect();
+        for d in &stores {
+            prefill(d.path(), n);
+        }
+        // [side][wall, cpu]
+        let mut adds: [[Vec<Duration>; 2]; 2] = Default::default();
+        let mut dels: [[Vec<Duration>; 2]; 2] = Default::default();
+        let mut first = [(Duration::ZERO, Duration::ZERO); 2];
+        for r in 0..=rounds {
+            for (i, bin) in bins.iter().enumerate() {
+                let id = format!("probe-{r}");
+                let add = exec(bin, &env_for("ADD", &id, "/nonexistent", &cni_path_of(bin)), confs[i].as_bytes());
+                assert_eq!(add.code, 0, "{} ADD: {}", bin.display(), String::from_utf8_lossy(&add.stdout));
+                let del = exec(bin, &env_for("DEL", &id, "/nonexistent", &cni_path_of(bin)), confs[i].as_bytes());
+                assert_eq!(del.code, 0, "{} DEL: {}", bin.display(), String::from_utf8_lossy(&del.stdout));
+                if r == 0 {
+                    first[i] = (add.took, add.cpu);
+                    continue;
+                }
+                adds[i][0].push(add.took);
+                adds[i][1].push(add.cpu);
+                dels[i][0].push(del.took);
+                dels[i][1].push(del.cpu);
+            }
+        }
+        let med = |v: &mut [Vec<Duration>; 2]| (percentile(&mut v[0], 0.5), percentile(&mut v[1], 0.5));
+        let [(ga, gac), (oa, oac)] = [med(&mut adds[0]), med(&mut adds[1])];
+        let [(gd, gdc), (od, odc)] = [med(&mut dels[0]), med(&mut dels[1])];
+        ours_add.push((oa, oac));
+        out += &format!(
+            "| {n} | {} | {} | {} | {} | {} | {} | {} — {} |\n",
+            both(ga, gac),
+            both(oa, oac),
+            ratio(oa.as_secs_f64(), ga.as_secs_f64()),
+            both(gd, gdc),
+            both(od, odc),
+            ratio(od.as_secs_f64(), gd.as_secs_f64()),
+            both(first[0].0, first[0].1),
+            both(first[1].0, first[1].1)
+        );
+    }
+    out += &format!(
+        "\nours ADD median at 10k leases / at 0: {} wall, {} CPU (target ≤ 2×); {rounds} rounds after one warm-up round.\n",
+        ratio(ours_add[2].0.as_secs_f64(), ours_add[0].0.as_secs_f64()),
+        ratio(ours_add[2].1.as_secs_f64(), ours_add[0].1.as_secs_f64())
+    );
+    out
+}
+
+/// The `CNI_PATH` to give a plugin: its own directory.
+fn cni_path_of(bin: &Path) -> PathBuf {
+    bin.parent().map_or_else(|| PathBuf::from(GO_DIR), Path::to_path_buf)
 }

@@ -1,5 +1,6 @@
 //! Allocation from one range set: requested addresses, duplicate detection and the round-robin
-//! walk of Go's `allocator.IPAllocator` / `RangeIter`.
+//! walk of Go's `allocator.IPAllocator` / `RangeIter`, which skips taken addresses through the
+//! store's index instead of probing them one by one.
 
 use std::net::IpAddr;
 
@@ -17,6 +18,14 @@ pub(crate) struct Allocator<'a> {
     id: usize,
 }
 
+/// A stretch `lo..=hi` of one range, walked in order.
+#[derive(Debug)]
+struct Segment<'a> {
+    range: &'a Range,
+    lo: IpAddr,
+    hi: IpAddr,
+}
+
 impl<'a> Allocator<'a> {
     pub(crate) fn new(set: &'a RangeSet, store: &'a Store, id: usize) -> Self {
         Self { set, store, id }
@@ -24,33 +33,27 @@ impl<'a> Allocator<'a> {
 
     /// Go's `IPAllocator.Get`.
     pub(crate) fn get(&self, container_id: &str, ifname: &str, requested: Option<IpAddr>) -> Result<IpConfig, String> {
+        let err = |e: std::io::Error| e.to_string();
+        self.store.warn_garbage().map_err(err)?;
         let found = if let Some(ip) = requested {
             let ip = canonical(ip);
             let r = self.set.range_for(ip)?;
             if ip == r.gateway {
                 return Err(format!("requested ip {ip} is subnet's gateway"));
             }
-            if !self.store.reserve(container_id, ifname, ip, self.id).map_err(|e| e.to_string())? {
+            if !self.store.reserve(container_id, ifname, ip, self.id).map_err(err)? {
                 return Err(format!("requested IP address {ip} is not available in range set {}", self.set));
             }
             Some((ip, r))
         } else {
-            for ip in self.store.get_by_id(container_id, ifname) {
+            for ip in self.store.get_by_id(container_id, ifname).map_err(err)? {
                 if self.set.contains(ip) {
                     return Err(format!(
                         "{ip} has been allocated to {container_id}, duplicate allocation is not allowed"
                     ));
                 }
             }
-            let mut iter = self.iter();
-            let mut found = None;
-            while let Some((ip, r)) = iter.next() {
-                if self.store.reserve(container_id, ifname, ip, self.id).map_err(|e| e.to_string())? {
-                    found = Some((ip, r));
-                    break;
-                }
-            }
-            found
+            self.walk(container_id, ifname).map_err(err)?
         };
         let Some((ip, r)) = found else {
             return Err(format!("no IP addresses available in range set: {}", self.set));
@@ -59,62 +62,61 @@ impl<'a> Allocator<'a> {
         Ok(IpConfig { address, gateway: Some(r.gateway), interface: None })
     }
 
-    /// Go's `GetIter`: continue after the last reserved address when it is in this set.
-    fn iter(&self) -> RangeIter<'a> {
+    /// Reserves the first free address in the order of Go's `RangeIter` (see [`Self::segments`]).
+    fn walk(&self, container_id: &str, ifname: &str) -> std::io::Result<Option<(IpAddr, &'a Range)>> {
+        for seg in self.segments() {
+            let mut from = seg.lo;
+            while let Some(ip) = self.store.first_free(from, seg.hi)? {
+                if ip != seg.range.gateway && self.store.reserve(container_id, ifname, ip, self.id)? {
+                    return Ok(Some((ip, seg.range)));
+                }
+                if ip == seg.hi {
+                    break;
+                }
+                from = next_ip(ip);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The set's addresses in the order Go's `RangeIter` visits them, as stretches: from the
+    /// address after `last_reserved_ip.<id>` (when it is in the set; else from the first
+    /// range's start) to the end of its range, the following ranges wrapping around, and the
+    /// first part of the starting range. Every address comes once; gateways are skipped by the
+    /// caller.
+    fn segments(&self) -> Vec<Segment<'a>> {
         let ranges = &self.set.0;
-        match self
+        let (first, start) = match self
             .store
             .last_reserved_ip(self.id)
             .and_then(|last| ranges.iter().position(|r| r.contains(last)).map(|idx| (idx, last)))
         {
-            Some((idx, last)) => RangeIter { ranges, idx, cur: Some(last), start: None },
-            None => RangeIter { ranges, idx: 0, cur: None, start: Some(ranges[0].start) },
+            Some((idx, last)) if last == ranges[idx].end => {
+                let next = (idx + 1) % ranges.len();
+                (next, ranges[next].start)
+            }
+            Some((idx, last)) => (idx, next_ip(last)),
+            None => (0, ranges[0].start),
+        };
+        let mut out = Vec::with_capacity(ranges.len() + 1);
+        let r = &ranges[first];
+        out.push(Segment { range: r, lo: start, hi: r.end });
+        for i in 1..ranges.len() {
+            let r = &ranges[(first + i) % ranges.len()];
+            out.push(Segment { range: r, lo: r.start, hi: r.end });
         }
+        if start != r.start {
+            out.push(Segment { range: r, lo: r.start, hi: prev_ip(start) });
+        }
+        out
     }
 }
 
-/// Go's `RangeIter`: every address of the set once, skipping gateways, wrapping around.
-#[derive(Debug)]
-struct RangeIter<'a> {
-    ranges: &'a [Range],
-    idx: usize,
-    cur: Option<IpAddr>,
-    start: Option<IpAddr>,
-}
-
-impl<'a> RangeIter<'a> {
-    fn next(&mut self) -> Option<(IpAddr, &'a Range)> {
-        loop {
-            let mut r = &self.ranges[self.idx];
-            let cur = match self.cur {
-                None => {
-                    self.cur = Some(r.start);
-                    self.start = Some(r.start);
-                    if r.start == r.gateway {
-                        continue;
-                    }
-                    return Some((r.start, r));
-                }
-                Some(cur) => cur,
-            };
-            let cur = if cur == r.end {
-                self.idx = (self.idx + 1) % self.ranges.len();
-                r = &self.ranges[self.idx];
-                r.start
-            } else {
-                next_ip(cur)
-            };
-            self.cur = Some(cur);
-            match self.start {
-                None => self.start = Some(cur),
-                Some(start) if start == cur => return None,
-                Some(_) => {}
-            }
-            if cur == r.gateway {
-                continue;
-            }
-            return Some((cur, r));
-        }
+/// The previous address (callers never pass the first address of a family).
+fn prev_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_sub(1).into()),
+        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_sub(1).into()),
     }
 }
 
@@ -139,6 +141,109 @@ mod tests {
 
     fn addr(c: &IpConfig) -> String {
         c.address.addr().to_string()
+    }
+
+    /// Go's `RangeIter`, transcribed step by step: the reference the index-driven walk is
+    /// compared with.
+    #[derive(Debug)]
+    struct RangeIter<'a> {
+        ranges: &'a [Range],
+        idx: usize,
+        cur: Option<IpAddr>,
+        start: Option<IpAddr>,
+    }
+
+    impl<'a> RangeIter<'a> {
+        fn new(set: &'a RangeSet, last: Option<IpAddr>) -> Self {
+            let ranges = &set.0;
+            match last.and_then(|last| ranges.iter().position(|r| r.contains(last)).map(|idx| (idx, last))) {
+                Some((idx, last)) => RangeIter { ranges, idx, cur: Some(last), start: None },
+                None => RangeIter { ranges, idx: 0, cur: None, start: Some(ranges[0].start) },
+            }
+        }
+
+        fn next(&mut self) -> Option<IpAddr> {
+            loop {
+                let mut r = &self.ranges[self.idx];
+                let cur = match self.cur {
+                    None => {
+                        self.cur = Some(r.start);
+                        self.start = Some(r.start);
+                        if r.start == r.gateway {
+                            continue;
+                        }
+                        return Some(r.start);
+                    }
+                    Some(cur) => cur,
+                };
+                let cur = if cur == r.end {
+                    self.idx = (self.idx + 1) % self.ranges.len();
+                    r = &self.ranges[self.idx];
+                    r.start
+                } else {
+                    next_ip(cur)
+                };
+                self.cur = Some(cur);
+                match self.start {
+                    None => self.start = Some(cur),
+                    Some(start) if start == cur => return None,
+                    Some(_) => {}
+                }
+                if cur == r.gateway {
+                    continue;
+                }
+                return Some(cur);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+        /// The index-driven walk reserves the address Go's iterator would reach first, for
+        /// any ranges, gateways, cursor and taken addresses.
+        #[test]
+        fn walk_matches_gos_iterator(
+            ranges in proptest::collection::vec((0u8..4, 0u8..40, 0u8..40, proptest::option::of(0u8..64)), 1..4),
+            taken in proptest::collection::vec(0u8..255, 0..120),
+            last in proptest::option::of(0u8..255),
+            last_sub in 0u8..4,
+        ) {
+            let raw: Vec<IpRange> = ranges
+                .iter()
+                .enumerate()
+                .map(|(i, (_, a, b, gw))| {
+                    let sub = i as u8 * 2;
+                    let (lo, hi) = (1 + a.min(b), 1 + a.max(b) + 20);
+                    IpRange {
+                        subnet: format!("10.204.{sub}.0/25").parse().unwrap(),
+                        range_start: Some(format!("10.204.{sub}.{lo}").parse().unwrap()),
+                        range_end: Some(format!("10.204.{sub}.{hi}").parse().unwrap()),
+                        gateway: gw.map(|g| format!("10.204.{sub}.{g}").parse().unwrap()),
+                    }
+                })
+                .collect();
+            let set = RangeSet::canonicalize(&raw).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("n");
+            std::fs::create_dir(&dir).unwrap();
+            let sub = |x: u8| x % 4 % (ranges.len() as u8) * 2;
+            let mut taken_ips = std::collections::HashSet::new();
+            for t in &taken {
+                let ip: IpAddr = format!("10.204.{}.{}", sub(*t), t % 64).parse().unwrap();
+                std::fs::write(dir.join(ip.to_string()), "other\r\neth0").unwrap();
+                taken_ips.insert(ip);
+            }
+            let last: Option<IpAddr> = last.map(|l| format!("10.204.{}.{}", last_sub % 4 * 2, l % 70).parse().unwrap());
+            if let Some(l) = last {
+                std::fs::write(dir.join("last_reserved_ip.0"), l.to_string()).unwrap();
+            }
+            let mut it = RangeIter::new(&set, last.filter(|l| set.contains(*l)));
+            let want = std::iter::from_fn(|| it.next()).find(|ip| !taken_ips.contains(ip));
+            let store = Store::open(tmp.path(), "n").unwrap();
+            let got = Allocator::new(&set, &store, 0).get("me", "eth0", None).ok().map(|c| c.address.addr());
+            proptest::prop_assert_eq!(got, want, "{} last {:?}", set, last);
+        }
     }
 
     #[test]

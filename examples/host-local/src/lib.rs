@@ -6,6 +6,8 @@
 mod allocator;
 mod config;
 mod dns;
+mod fault;
+mod index;
 mod store;
 #[cfg(test)]
 mod tests;

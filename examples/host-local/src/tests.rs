@@ -20,7 +20,7 @@ fn leases(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir.join("net1"))
         .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
-    v.retain(|n| n != "lock" && !n.starts_with("last_reserved_ip."));
+    v.retain(|n| n != "lock" && !n.starts_with("last_reserved_ip.") && !n.starts_with(".cni-rs."));
     v.sort();
     v
 }

@@ -56,7 +56,7 @@ fn default_data_dir_in_a_real_namespace() {
     let mut left: Vec<String> =
         fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
-    assert_eq!(left, ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
+    assert_eq!(left, [INDEX, "last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
 
     // DEL after the namespace is gone still releases.
     exec(RUST, &env_in("ADD", "ctr-9", ns.path()), &stdin).ok();

@@ -93,7 +93,7 @@ fn sixty_four_concurrent_processes() {
     let mut left: Vec<String> =
         fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     left.sort();
-    assert_eq!(left, ["last_reserved_ip.0", "lock"]);
+    assert_eq!(left, [INDEX, "last_reserved_ip.0", "lock"]);
 }
 
 /// GC (spec 1.1.0) through the binary: leases of attachments not listed are released.

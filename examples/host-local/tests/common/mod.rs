@@ -94,12 +94,16 @@ pub fn conf(version: &str, name: &str, data_dir: &Path, ipam: Value) -> Value {
     json!({"cniVersion": version, "name": name, "type": "bridge", "ipam": ipam})
 }
 
-/// Lease file names of a network directory (without `lock` and `last_reserved_ip.*`).
+/// Our index file in a network directory.
+pub const INDEX: &str = ".cni-rs.index";
+
+/// Lease file names of a network directory (without `lock`, `last_reserved_ip.*` and our
+/// `.cni-rs.*` index and temporaries).
 pub fn leases(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
-    v.retain(|n| n != "lock" && !n.starts_with("last_reserved_ip."));
+    v.retain(|n| n != "lock" && !n.starts_with("last_reserved_ip.") && !n.starts_with(".cni-rs."));
     v.sort();
     v
 }
