@@ -153,8 +153,8 @@ impl fmt::Display for Rule {
         if let Some(d) = self.dst {
             write!(f, " to {d}")?;
         }
-        if let Some(m) = self.fwmark {
-            write!(f, " fwmark {m:#x}")?;
+        if self.fwmark.is_some() || self.fwmask.is_some() {
+            write!(f, " fwmark {:#x}", self.fwmark.unwrap_or(0))?;
             if let Some(mask) = self.fwmask.filter(|m| *m != u32::MAX) {
                 write!(f, "/{mask:#x}")?;
             }
@@ -508,6 +508,8 @@ mod tests {
         assert_eq!(r.to_string(), "32765:\tnot from 10.5.0.5/32 fwmark 0x10/0xff iif eth0 lookup 100");
         r.l3mdev = true;
         assert!(r.to_string().ends_with("lookup [l3mdev-table]"));
+        r.fwmark = None;
+        assert!(r.to_string().contains(" fwmark 0x0/0xff "), "{r}");
         r.action = RuleAction::Goto(40000);
         assert!(r.to_string().ends_with("goto 40000"));
     }

@@ -104,7 +104,8 @@ fn parse_qdisc(msg: TcMessage) -> Option<Qdisc> {
         }
     }
     let kind = match kind_name?.as_str() {
-        "tbf" => QdiscKind::Tbf(parse_tbf(&options)?),
+        // Parameters the parser does not understand still list as a tbf qdisc.
+        "tbf" => parse_tbf(&options).map_or_else(|| QdiscKind::Other("tbf".into()), QdiscKind::Tbf),
         "ingress" => QdiscKind::Ingress,
         "clsact" => QdiscKind::Clsact,
         other => QdiscKind::Other(other.to_owned()),
