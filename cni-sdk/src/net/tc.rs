@@ -827,6 +827,8 @@ mod tests {
         for bad in ["", "1 2", "x y z", "1 0 3", "1 2 0"] {
             assert_eq!(Psched::parse(bad).unwrap_err().kind(), NetErrorKind::InvalidArgument, "{bad:?}");
         }
+        // This machine's clock: 64 ns ticks on every kernel with a 1 MHz psched resolution.
+        assert_eq!(Psched::read().unwrap().tick_in_usec(), 15.625);
     }
 
     #[test]
