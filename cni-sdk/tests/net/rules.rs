@@ -163,6 +163,20 @@ async fn deleting_rules(env: Env) {
     assert_eq!(err_kind(n.rule().family(IpFamily::V4).priority(500).table(50).add().await), NetErrorKind::Exists);
     n.rule().priority(501).family(IpFamily::V4).table(51).add().await.unwrap();
     n.rule().priority(501).from(net("10.221.0.51/32")).table(51).add().await.unwrap();
+    // Rules added through netlink carry no protocol, so they never duplicate the kernel's own.
+    n.rule().family(IpFamily::V4).priority(32766).table(TABLE_MAIN).add().await.unwrap();
+    let mains = n.family_rules(IpFamily::V4).await.unwrap().iter().filter(|r| r.priority == 32766).count();
+    assert_eq!(mains, 2);
+    assert_eq!(
+        err_kind(n.rule().family(IpFamily::V4).priority(32766).table(TABLE_MAIN).add().await),
+        NetErrorKind::Exists
+    );
+    // The inverted flag does not make a rule different.
+    n.rule().priority(502).from(net("10.221.0.52/32")).table(52).invert().add().await.unwrap();
+    assert_eq!(
+        err_kind(n.rule().priority(502).from(net("10.221.0.52/32")).table(52).add().await),
+        NetErrorKind::Exists
+    );
     // The default rules can go too.
     n.rule().family(IpFamily::V4).priority(32767).table(TABLE_DEFAULT).delete().await.unwrap();
     assert!(!priorities(n, IpFamily::V4).await.contains(&(32767, TABLE_DEFAULT)));

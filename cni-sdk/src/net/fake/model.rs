@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use cni_types::MacAddr;
 use ipnet::IpNet;
 
+use super::rules::FRule;
 use super::tc::LinkTc;
 use crate::net::{
     Address, IpFamily, KindInfo, LinkKind, NetError, NetErrorKind, NetResult, Route, RouteProtocol, RouteScope, Rule,
@@ -136,7 +137,7 @@ pub(super) struct NsState {
     pub(super) routes: Vec<Route>,
     pub(super) sysctls: BTreeMap<String, String>,
     /// Policy rules of both families, each family in priority order.
-    pub(super) rules: Vec<Rule>,
+    pub(super) rules: Vec<FRule>,
     /// The l3mdev rules were added (by the first VRF device).
     pub(super) vrf_rules_added: bool,
 }
@@ -152,7 +153,11 @@ impl NsState {
             addrs: Vec::new(),
             routes: Vec::new(),
             sysctls: BTreeMap::new(),
-            rules: [IpFamily::V4, IpFamily::V6].into_iter().flat_map(Rule::defaults).collect(),
+            rules: [IpFamily::V4, IpFamily::V6]
+                .into_iter()
+                .flat_map(Rule::defaults)
+                .map(|rule| FRule { rule, kernel: true })
+                .collect(),
             vrf_rules_added: false,
         };
         let index = ns.alloc_index();

@@ -18,30 +18,39 @@ fn addresses_match(rule: &Rule, spec: &RuleSpec) -> bool {
     spec.src.is_none_or(|s| rule.src == Some(s)) && spec.dst.is_none_or(|d| rule.dst == Some(d))
 }
 
+/// A rule and who made it.
+#[derive(Debug, Clone)]
+pub(super) struct FRule {
+    pub(super) rule: Rule,
+    /// Installed by the kernel (`proto kernel`: the default rules, the l3mdev rule). Rules added
+    /// through netlink without a protocol never count as duplicates of these.
+    pub(super) kernel: bool,
+}
+
 impl NsState {
     /// The rules of one family, in priority order.
     pub(super) fn rules(&self, family: IpFamily) -> Vec<Rule> {
-        self.rules.iter().filter(|r| r.family == family).cloned().collect()
+        self.rules.iter().map(|r| &r.rule).filter(|r| r.family == family).cloned().collect()
     }
 
     /// `fib_default_rule_pref`: the second rule's priority minus one.
     fn default_rule_priority(&self, family: IpFamily) -> u32 {
-        match self.rules.iter().filter(|r| r.family == family).nth(1) {
+        match self.rules.iter().map(|r| &r.rule).filter(|r| r.family == family).nth(1) {
             Some(r) if r.priority != 0 => r.priority - 1,
             _ => 0,
         }
     }
 
     /// Inserts after the last rule whose priority is not larger.
-    fn insert_rule(&mut self, rule: Rule) {
+    fn insert_rule(&mut self, rule: Rule, kernel: bool) {
         let pos = self
             .rules
             .iter()
-            .rposition(|r| r.family == rule.family && r.priority <= rule.priority)
+            .rposition(|r| r.rule.family == rule.family && r.rule.priority <= rule.priority)
             .map(|p| p + 1)
-            .or_else(|| self.rules.iter().position(|r| r.family == rule.family))
+            .or_else(|| self.rules.iter().position(|r| r.rule.family == rule.family))
             .unwrap_or(self.rules.len());
-        self.rules.insert(pos, rule);
+        self.rules.insert(pos, FRule { rule, kernel });
     }
 
     pub(super) fn add_rule(&mut self, spec: &RuleSpec) -> NetResult<()> {
@@ -74,8 +83,8 @@ impl NsState {
         if rule.action == RuleAction::ToTable && rule.table == 0 && !rule.l3mdev {
             return Err(errno(libc::EINVAL, &what, "invalid table"));
         }
-        // rule_exists: every field but the flags, addresses only when given.
-        let exists = self.rules.iter().any(|r| {
+        // rule_exists: every field but the flags (the protocol too), addresses only when given.
+        let exists = self.rules.iter().filter(|r| !r.kernel).map(|r| &r.rule).any(|r| {
             r.family == rule.family
                 && r.action == rule.action
                 && r.table == rule.table
@@ -90,13 +99,13 @@ impl NsState {
         if exists {
             return Err(errno(libc::EEXIST, &what, "the rule exists"));
         }
-        self.insert_rule(rule);
+        self.insert_rule(rule, false);
         Ok(())
     }
 
     /// Removes the first rule matching every field `spec` gives.
     pub(super) fn delete_rule(&mut self, spec: &RuleSpec) -> NetResult<()> {
-        let pos = self.rules.iter().position(|r| {
+        let pos = self.rules.iter().map(|r| &r.rule).position(|r| {
             r.family == spec.family
                 && spec.action.is_none_or(|a| r.action == a)
                 && spec.table.is_none_or(|t| t == 0 || r.table == t)
@@ -125,13 +134,13 @@ impl NsState {
         }
         self.vrf_rules_added = true;
         for family in [IpFamily::V4, IpFamily::V6] {
-            let present = self.rules.iter().any(|r| r.family == family && r.l3mdev);
+            let present = self.rules.iter().any(|r| r.rule.family == family && r.rule.l3mdev);
             if !present {
                 let mut rule = Rule::new(family);
                 rule.priority = L3MDEV_PRIORITY;
                 rule.table = 0;
                 rule.l3mdev = true;
-                self.insert_rule(rule);
+                self.insert_rule(rule, true);
             }
         }
     }
