@@ -15,7 +15,12 @@ use cni_types::MacAddr;
 use ipnet::IpNet;
 
 use super::lookup::{BusDevice, DeviceBus};
-use super::{Address, IpvlanFlag, IpvlanMode, Link, MacvlanMode, Net, NetResult, Route, TunMode, VlanProtocol};
+use super::rule::RuleSpec;
+use super::tc::{FilterDelete, FilterSpec, QdiscSpec};
+use super::{
+    Address, Filter, IpFamily, IpvlanFlag, IpvlanMode, Link, MacvlanMode, Net, NetResult, Qdisc, Route, Rule, TcHandle,
+    TunMode, VlanProtocol,
+};
 use crate::netns::NetNs;
 
 /// What every link creation request carries.
@@ -171,6 +176,20 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug + 'static {
     fn add_route(&self, route: &Route) -> impl Future<Output = NetResult<()>> + Send;
     fn routes(&self, table: u32) -> impl Future<Output = NetResult<Vec<Route>>> + Send;
     fn delete_route(&self, route: &Route) -> impl Future<Output = NetResult<()>> + Send;
+    fn replace_route(&self, route: &Route) -> impl Future<Output = NetResult<()>> + Send;
+    fn all_routes(&self) -> impl Future<Output = NetResult<Vec<Route>>> + Send;
+
+    // Policy rules (rule.rs).
+    fn rules(&self, family: IpFamily) -> impl Future<Output = NetResult<Vec<Rule>>> + Send;
+    fn add_rule(&self, spec: &RuleSpec) -> impl Future<Output = NetResult<()>> + Send;
+    fn delete_rule(&self, spec: &RuleSpec) -> impl Future<Output = NetResult<()>> + Send;
+
+    // Traffic control (tc.rs).
+    fn qdiscs(&self, index: Option<u32>) -> impl Future<Output = NetResult<Vec<Qdisc>>> + Send;
+    fn change_qdisc(&self, spec: &QdiscSpec) -> impl Future<Output = NetResult<()>> + Send;
+    fn filters(&self, index: u32, parent: TcHandle) -> impl Future<Output = NetResult<Vec<Filter>>> + Send;
+    fn add_filter(&self, spec: &FilterSpec) -> impl Future<Output = NetResult<()>> + Send;
+    fn delete_filter(&self, del: &FilterDelete) -> impl Future<Output = NetResult<()>> + Send;
 
     // Sysctls.
     fn sysctl_get(&self, key: &str) -> impl Future<Output = NetResult<String>> + Send;
@@ -197,6 +216,16 @@ pub(crate) trait DynBackend: Send + Sync + fmt::Debug {
     fn add_route<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, NetResult<()>>;
     fn routes(&self, table: u32) -> BoxFuture<'_, NetResult<Vec<Route>>>;
     fn delete_route<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, NetResult<()>>;
+    fn replace_route<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, NetResult<()>>;
+    fn all_routes(&self) -> BoxFuture<'_, NetResult<Vec<Route>>>;
+    fn rules(&self, family: IpFamily) -> BoxFuture<'_, NetResult<Vec<Rule>>>;
+    fn add_rule<'a>(&'a self, spec: &'a RuleSpec) -> BoxFuture<'a, NetResult<()>>;
+    fn delete_rule<'a>(&'a self, spec: &'a RuleSpec) -> BoxFuture<'a, NetResult<()>>;
+    fn qdiscs(&self, index: Option<u32>) -> BoxFuture<'_, NetResult<Vec<Qdisc>>>;
+    fn change_qdisc<'a>(&'a self, spec: &'a QdiscSpec) -> BoxFuture<'a, NetResult<()>>;
+    fn filters(&self, index: u32, parent: TcHandle) -> BoxFuture<'_, NetResult<Vec<Filter>>>;
+    fn add_filter<'a>(&'a self, spec: &'a FilterSpec) -> BoxFuture<'a, NetResult<()>>;
+    fn delete_filter<'a>(&'a self, del: &'a FilterDelete) -> BoxFuture<'a, NetResult<()>>;
     fn sysctl_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, NetResult<String>>;
     fn sysctl_set<'a>(&'a self, key: &'a str, value: &'a str) -> BoxFuture<'a, NetResult<()>>;
 }
@@ -252,6 +281,36 @@ impl<T: Backend> DynBackend for T {
     }
     fn delete_route<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, NetResult<()>> {
         Box::pin(Backend::delete_route(self, route))
+    }
+    fn replace_route<'a>(&'a self, route: &'a Route) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::replace_route(self, route))
+    }
+    fn all_routes(&self) -> BoxFuture<'_, NetResult<Vec<Route>>> {
+        Box::pin(Backend::all_routes(self))
+    }
+    fn rules(&self, family: IpFamily) -> BoxFuture<'_, NetResult<Vec<Rule>>> {
+        Box::pin(Backend::rules(self, family))
+    }
+    fn add_rule<'a>(&'a self, spec: &'a RuleSpec) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::add_rule(self, spec))
+    }
+    fn delete_rule<'a>(&'a self, spec: &'a RuleSpec) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::delete_rule(self, spec))
+    }
+    fn qdiscs(&self, index: Option<u32>) -> BoxFuture<'_, NetResult<Vec<Qdisc>>> {
+        Box::pin(Backend::qdiscs(self, index))
+    }
+    fn change_qdisc<'a>(&'a self, spec: &'a QdiscSpec) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::change_qdisc(self, spec))
+    }
+    fn filters(&self, index: u32, parent: TcHandle) -> BoxFuture<'_, NetResult<Vec<Filter>>> {
+        Box::pin(Backend::filters(self, index, parent))
+    }
+    fn add_filter<'a>(&'a self, spec: &'a FilterSpec) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::add_filter(self, spec))
+    }
+    fn delete_filter<'a>(&'a self, del: &'a FilterDelete) -> BoxFuture<'a, NetResult<()>> {
+        Box::pin(Backend::delete_filter(self, del))
     }
     fn sysctl_get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, NetResult<String>> {
         Box::pin(Backend::sysctl_get(self, key))

@@ -55,7 +55,14 @@
 //!   (see [`lookup`](Net::find_link_by_mac)).
 //! * Addresses keep their host bits (`10.200.0.5/24`); route destinations are truncated to their
 //!   network (`10.9.1.1/16` becomes `10.9.0.0/16`).
-//! * Route listings cover one table (the main table by default), like `ip route`.
+//! * Route listings cover one table (the main table by default), like `ip route`;
+//!   [`Net::all_routes`] covers every table. Routes can be replaced and moved between tables
+//!   ([`Net::replace_route`], [`Net::move_route`]).
+//! * Policy routing rules: [`Net::rules`], [`Net::rule`] (see the `rule` module docs on
+//!   [`RuleRequest`] for the kernel's automatic priorities).
+//! * Traffic control, through netlink: qdiscs ([`Net::qdisc`], [`Net::qdiscs`]) and `u32`
+//!   filters with `mirred` actions ([`Net::filter`], [`Net::filters`]); [`Tbf::for_bandwidth`]
+//!   computes Go's bandwidth plugin numbers.
 //! * IPv6: the kernel adds `fe80::/64` link-local addresses and routes on its own when a link
 //!   gets carrier, and marks new addresses "tentative" during duplicate address detection. The
 //!   fake does not model link-local addresses (see [`fake`] for the exact differences); compare
@@ -84,7 +91,9 @@ mod provider;
 #[cfg(feature = "netlink")]
 mod real;
 mod route;
+mod rule;
 mod sysctl;
+mod tc;
 mod types;
 
 pub use error::{NetError, NetErrorKind, NetResult};
@@ -98,6 +107,11 @@ pub(crate) use provider::DynNetProvider;
 pub use provider::KernelNet;
 pub use provider::NetProvider;
 pub use route::RouteRequest;
+pub use rule::{IpFamily, Rule, RuleAction, RuleRequest, TABLE_DEFAULT};
+pub use tc::{
+    ETH_P_ALL, ETH_P_IP, ETH_P_IPV6, Filter, FilterKind, FilterRequest, MirredKind, Psched, Qdisc, QdiscKind,
+    QdiscRequest, Tbf, TcAction, TcHandle, U32Filter, U32Key,
+};
 pub use types::{
     Address, IpvlanFlag, IpvlanMode, KindInfo, Link, LinkKind, LinkPeer, LinkRef, MAX_IFNAME_LEN, MacvlanMode,
     OperState, Route, RouteProtocol, RouteScope, TABLE_LOCAL, TABLE_MAIN, TunInfo, TunMode, VlanProtocol,

@@ -30,6 +30,46 @@ impl Net {
         self.backend.routes(table).await
     }
 
+    /// The routes of every table (`ip route show table all`, unicast routes only), IPv4 first.
+    pub async fn all_routes(&self) -> NetResult<Vec<Route>> {
+        self.backend.all_routes().await
+    }
+
+    /// The main-table routes whose output link is `index` (`ip route show dev <link>`), both
+    /// families.
+    pub async fn routes_of_link(&self, index: u32) -> NetResult<Vec<Route>> {
+        let mut routes = self.routes().await?;
+        routes.retain(|r| r.oif == Some(index));
+        Ok(routes)
+    }
+
+    /// Adds `route`, or replaces the route of the same table, destination and metric
+    /// (`ip route replace`).
+    pub async fn replace_route(&self, route: &Route) -> NetResult<()> {
+        let mut route = route.clone();
+        route.dst = route.dst.trunc();
+        self.backend.replace_route(&route).await
+    }
+
+    /// Moves `route` (as listed) to `table`: replaces it into `table`, then deletes it from its
+    /// own, as Go's sbr and vrf plugins do. Returns the route as added. If the delete fails,
+    /// the copy is removed again and the delete's error returned.
+    pub async fn move_route(&self, route: &Route, table: u32) -> NetResult<Route> {
+        let mut moved = route.clone();
+        moved.dst = moved.dst.trunc();
+        moved.table = table;
+        if moved.table == route.table {
+            return Ok(moved);
+        }
+        self.backend.replace_route(&moved).await?;
+        if let Err(e) = self.delete_route(route).await {
+            // Best effort: the caller gets the delete's error, which says why.
+            let _ = self.backend.delete_route(&moved).await;
+            return Err(e);
+        }
+        Ok(moved)
+    }
+
     /// Deletes the route matching `route`: destination and table always, gateway, output link
     /// and metric when set (non-zero metric).
     pub async fn delete_route(&self, route: &Route) -> NetResult<()> {
@@ -123,6 +163,13 @@ impl RouteRequest<'_> {
     pub async fn add(mut self) -> NetResult<()> {
         self.apply_default_scope();
         self.net.backend.add_route(&self.route).await
+    }
+
+    /// Adds the route or replaces the one of the same table, destination and metric (see
+    /// [`Net::replace_route`]).
+    pub async fn replace(mut self) -> NetResult<()> {
+        self.apply_default_scope();
+        self.net.backend.replace_route(&self.route).await
     }
 
     /// Deletes the matching route (see [`Net::delete_route`]).

@@ -15,8 +15,11 @@ mod kinds;
 mod links;
 mod lookups;
 mod moves;
+mod route_tables;
 mod routes;
+mod rules;
 mod sysctls;
+mod tc;
 
 /// Two namespaces to work in, plus whatever keeps them alive.
 pub(crate) struct Env {
@@ -26,6 +29,17 @@ pub(crate) struct Env {
     _guards: Vec<TempNetns>,
 }
 
+impl Env {
+    /// The names of the kernel namespaces of `a` and `b` (under `/run/netns`); `None` on the
+    /// fake.
+    pub(crate) fn netns_names(&self) -> Option<(&str, &str)> {
+        match self._guards.as_slice() {
+            [a, b] => Some((a.name(), b.name())),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) async fn fake_env() -> Env {
     let world = FakeNetwork::new();
     Env { a: world.add_namespace("a"), b: world.add_namespace("b"), _guards: Vec::new() }
@@ -33,15 +47,20 @@ pub(crate) async fn fake_env() -> Env {
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A throwaway namespace `nt-<pid>-<n>`, removed on drop.
-pub(crate) fn temp_ns() -> TempNetns {
-    let name = format!("nt-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+/// A throwaway namespace `<prefix>-<pid>-<n>`, removed on drop.
+pub(crate) fn temp_ns_with(prefix: &str) -> TempNetns {
+    let name = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     TempNetns::create(&name).expect("create test namespace (needs root)")
 }
 
 pub(crate) async fn real_env() -> Env {
-    let ga = temp_ns();
-    let gb = temp_ns();
+    real_env_with("nt").await
+}
+
+/// Two throwaway kernel namespaces named `<prefix>-<pid>-<n>`.
+pub(crate) async fn real_env_with(prefix: &str) -> Env {
+    let ga = temp_ns_with(prefix);
+    let gb = temp_ns_with(prefix);
     let a = Net::open(&ga.netns().unwrap()).await.unwrap();
     let b = Net::open(&gb.netns().unwrap()).await.unwrap();
     Env { a, b, _guards: vec![ga, gb] }
@@ -116,8 +135,31 @@ pub(crate) async fn settled(n: &Net, index: u32, done: impl Fn(&Link) -> bool) -
 }
 
 /// Runs each listed `async fn(Env)` of the calling module against the fake (`fake::<name>`)
-/// and the kernel (`real::<name>`, needs root).
+/// and the kernel (`real::<name>`, needs root). `suite!(prefix = "nt2"; ...)` names the kernel
+/// namespaces `nt2-<pid>-<n>` instead of `nt-<pid>-<n>`.
 macro_rules! suite {
+    (prefix = $prefix:literal; $($name:ident),* $(,)?) => {
+        /// Against the in-memory fake.
+        mod fake {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(crate::net::fake_env().await).await;
+                }
+            )*
+        }
+
+        /// Against the kernel, in throwaway namespaces.
+        mod real {
+            $(
+                #[tokio::test]
+                #[ignore = "needs root"]
+                async fn $name() {
+                    super::$name(crate::net::real_env_with($prefix).await).await;
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         /// Against the in-memory fake.
         mod fake {

@@ -13,7 +13,11 @@ use super::world::World;
 use super::{Op, OpKind};
 use crate::net::backend::{Backend, LinkChange, NewLink};
 use crate::net::lookup::{BusDevice, DeviceBus};
-use crate::net::{Address, Link, Net, NetError, NetErrorKind, NetResult, Route, TABLE_MAIN};
+use crate::net::rule::RuleSpec;
+use crate::net::tc::{FilterDelete, FilterSpec, QdiscOp, QdiscSpec};
+use crate::net::{
+    Address, Filter, IpFamily, Link, Net, NetError, NetErrorKind, NetResult, Qdisc, Route, Rule, TABLE_MAIN, TcHandle,
+};
 use crate::netns::NetNs;
 
 /// A [`Net`] backend for one namespace of a [`FakeNetwork`](super::FakeNetwork).
@@ -262,6 +266,57 @@ impl Backend for FakeBackend {
 
     async fn delete_route(&self, route: &Route) -> NetResult<()> {
         self.run(OpKind::DeleteRoute, describe_route(route), |w, ns| w.namespaces[ns].delete_route(route))
+    }
+
+    async fn replace_route(&self, route: &Route) -> NetResult<()> {
+        self.run(OpKind::ReplaceRoute, describe_route(route), |w, ns| w.namespaces[ns].replace_route(route))
+    }
+
+    async fn all_routes(&self) -> NetResult<Vec<Route>> {
+        self.run(OpKind::ListRoutes, "table all".to_owned(), |w, ns| {
+            let mut out: Vec<Route> = w.namespaces[ns].routes.clone();
+            out.sort_by_key(|r| (r.dst.addr().is_ipv6(), r.table, r.dst, r.metric));
+            Ok(out)
+        })
+    }
+
+    async fn rules(&self, family: IpFamily) -> NetResult<Vec<Rule>> {
+        self.run(OpKind::ListRules, family.to_string(), |w, ns| Ok(w.namespaces[ns].rules(family)))
+    }
+
+    async fn add_rule(&self, spec: &RuleSpec) -> NetResult<()> {
+        self.run(OpKind::AddRule, spec.to_string(), |w, ns| w.namespaces[ns].add_rule(spec))
+    }
+
+    async fn delete_rule(&self, spec: &RuleSpec) -> NetResult<()> {
+        self.run(OpKind::DeleteRule, spec.to_string(), |w, ns| w.namespaces[ns].delete_rule(spec))
+    }
+
+    async fn qdiscs(&self, index: Option<u32>) -> NetResult<Vec<Qdisc>> {
+        let detail = index.map(|i| format!("#{i}")).unwrap_or_default();
+        self.run(OpKind::ListQdiscs, detail, |w, ns| Ok(w.namespaces[ns].qdiscs(index)))
+    }
+
+    async fn change_qdisc(&self, spec: &QdiscSpec) -> NetResult<()> {
+        let kind = match spec.op {
+            QdiscOp::Add | QdiscOp::Replace => OpKind::AddQdisc,
+            QdiscOp::Delete => OpKind::DeleteQdisc,
+        };
+        self.run(kind, spec.to_string(), |w, ns| w.namespaces[ns].change_qdisc(spec))
+    }
+
+    async fn filters(&self, index: u32, parent: TcHandle) -> NetResult<Vec<Filter>> {
+        self.run(OpKind::ListFilters, format!("#{index} parent {parent}"), |w, ns| {
+            Ok(w.namespaces[ns].filters(index, parent))
+        })
+    }
+
+    async fn add_filter(&self, spec: &FilterSpec) -> NetResult<()> {
+        self.run(OpKind::AddFilter, spec.to_string(), |w, ns| w.namespaces[ns].add_filter(spec))
+    }
+
+    async fn delete_filter(&self, del: &FilterDelete) -> NetResult<()> {
+        self.run(OpKind::DeleteFilter, del.to_string(), |w, ns| w.namespaces[ns].delete_filter(del))
     }
 
     async fn sysctl_get(&self, key: &str) -> NetResult<String> {

@@ -112,6 +112,7 @@ impl World {
         }
         let index = self.create_simple(at, c, LinkKind::Vrf, "vrf")?;
         self.link_mut(at.target, index).info = KindInfo::Vrf { table };
+        self.namespaces[at.target].add_vrf_rules();
         Ok(())
     }
 

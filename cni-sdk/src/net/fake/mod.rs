@@ -26,8 +26,20 @@
 //! * adding an address to an up link (or setting a link with addresses up) adds the connected
 //!   route the kernel adds (IPv4: scope link, `src` the address, metric 0; IPv6: metric 256), in
 //!   the table of the link's VRF if it is enslaved to one; `/32` and `/128` addresses get none;
-//! * a link going down loses its routes and its IPv6 addresses; entering or leaving a VRF cycles
-//!   the link (same effect, then its connected routes come back in the new table);
+//! * a link going down loses its routes (in every table) and its IPv6 addresses (unless
+//!   `net.ipv6.conf.{all,<link>}.keep_addr_on_down` is positive); entering or leaving a VRF
+//!   cycles the link (same effect, then its connected routes come back in the new table), so
+//!   routes such as the default route are lost on enslaving (Go's vrf plugin bug B20);
+//! * `replace_route` replaces the route of the same table, destination and metric;
+//! * policy rules per family with the kernel's default rules (`0` local, `32766` main, `32767`
+//!   default for IPv4), automatic priorities (the second rule's minus one), duplicate detection
+//!   and first-match deletion; the first VRF of a namespace adds the `1000` l3mdev rules;
+//! * traffic control per link: the hidden `noop` root until the link first goes up, then
+//!   `noqueue` (virtual devices) or `pfifo_fast` (ifb, tun/tap, physical devices); root `tbf`
+//!   qdiscs with the kernel's add/replace/delete rules and errnos; one `ingress` or `clsact`
+//!   qdisc whose `u32` filters get the kernel's priorities (49152, 49151, ...) and handles
+//!   (`800::800`, ...); `mirred` targets must exist and read as `0` once they are deleted or
+//!   moved away; moving a link resets its qdiscs, deleting it removes them;
 //! * a route's gateway must be covered by a connected route (in the route's table or main) on
 //!   an up link, otherwise the add fails with [`NetErrorKind::Unreachable`]; IPv6 routes get
 //!   metric 1024 by default;
@@ -46,8 +58,12 @@
 //!   moment). The fake adds no link-local addresses or routes and has no tentative state, so
 //!   after bringing a link up it lists exactly the addresses and routes the code added. Filter
 //!   with `is_unicast_link_local()` / `is_multicast()` when the same test also runs on the kernel.
+//! * **u32 on clsact.** The kernel shares `u32` hash tables between the two hooks of a clsact
+//!   qdisc, so listing one hook also shows the other hook's rules of the same priority; the
+//!   fake keeps the hooks apart.
 //! * Not modelled either: the local routing table (loopback's routes, local and broadcast
-//!   routes), bridge MTU/MAC inheritance from ports, VLAN filtering, policy rules, qdiscs.
+//!   routes), bridge MTU/MAC inheritance from ports, VLAN filtering, classful qdisc trees
+//!   (qdiscs under a class), classifiers other than `u32`, `net.core.default_qdisc`.
 //!
 //! Every operation is recorded as an [`Op`] and errors can be injected:
 //!
@@ -92,11 +108,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use cni_types::MacAddr;
 
 use super::lookup::{DeviceBus, validate_bus_id, validate_kernel_path};
-use super::{Address, Link, LinkKind, Net, NetError, NetErrorKind, NetResult, Route, validate_ifname};
+use super::{
+    Address, Filter, IpFamily, Link, LinkKind, Net, NetError, NetErrorKind, NetResult, Qdisc, Route, Rule,
+    validate_ifname,
+};
 
 mod backend;
 mod links;
 mod model;
+mod rules;
+mod tc;
 mod world;
 
 use backend::FakeBackend;
@@ -180,6 +201,27 @@ pub enum OpKind {
     GetSysctl,
     /// Writing a sysctl.
     SetSysctl,
+    /// Replacing a route ([`Net::replace_route`], [`Net::move_route`]).
+    ReplaceRoute,
+    /// Listing policy rules.
+    ListRules,
+    /// Adding a policy rule.
+    AddRule,
+    /// Deleting a policy rule.
+    DeleteRule,
+    /// Listing qdiscs.
+    ListQdiscs,
+    /// Adding or replacing a qdisc ([`QdiscRequest::add`](crate::net::QdiscRequest::add),
+    /// [`QdiscRequest::replace`](crate::net::QdiscRequest::replace)).
+    AddQdisc,
+    /// Deleting a qdisc.
+    DeleteQdisc,
+    /// Listing filters.
+    ListFilters,
+    /// Adding a filter.
+    AddFilter,
+    /// Deleting filters.
+    DeleteFilter,
 }
 
 /// One recorded operation.
@@ -216,6 +258,12 @@ pub struct NsSnapshot {
     pub routes: Vec<Route>,
     /// Sysctls that were written (slash form keys).
     pub sysctls: BTreeMap<String, String>,
+    /// Policy rules, IPv4 then IPv6, each by priority.
+    pub rules: Vec<Rule>,
+    /// Qdiscs, as [`Net::qdiscs`] lists them.
+    pub qdiscs: Vec<Qdisc>,
+    /// Filters of every link's ingress-side qdisc.
+    pub filters: Vec<Filter>,
 }
 
 type Predicate = dyn Fn(&Op) -> Option<NetError> + Send + Sync;
@@ -430,6 +478,9 @@ impl FakeNetwork {
             addresses,
             routes: ns.routes.clone(),
             sysctls: ns.sysctls.clone(),
+            rules: [IpFamily::V4, IpFamily::V6].into_iter().flat_map(|f| ns.rules(f)).collect(),
+            qdiscs: ns.qdiscs(None),
+            filters: ns.all_filters(),
         })
     }
 

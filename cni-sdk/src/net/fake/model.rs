@@ -6,8 +6,11 @@ use std::collections::BTreeMap;
 use cni_types::MacAddr;
 use ipnet::IpNet;
 
+use super::rules::FRule;
+use super::tc::LinkTc;
 use crate::net::{
-    Address, KindInfo, LinkKind, NetError, NetErrorKind, NetResult, Route, RouteProtocol, RouteScope, TABLE_MAIN,
+    Address, IpFamily, KindInfo, LinkKind, NetError, NetErrorKind, NetResult, Route, RouteProtocol, RouteScope, Rule,
+    TABLE_MAIN,
 };
 
 /// A world-unique link identity, stable across moves and renames (links refer to their veth
@@ -35,6 +38,8 @@ pub(super) struct FLink {
     pub(super) hairpin: bool,
     /// Index into the world's registered devices, for fake physical devices.
     pub(super) device: Option<usize>,
+    /// Qdiscs and filters.
+    pub(super) tc: LinkTc,
 }
 
 impl FLink {
@@ -64,6 +69,7 @@ impl FLink {
             parent: None,
             hairpin: false,
             device: None,
+            tc: LinkTc::default(),
         }
     }
 
@@ -130,6 +136,10 @@ pub(super) struct NsState {
     pub(super) addrs: Vec<Address>,
     pub(super) routes: Vec<Route>,
     pub(super) sysctls: BTreeMap<String, String>,
+    /// Policy rules of both families, each family in priority order.
+    pub(super) rules: Vec<FRule>,
+    /// The l3mdev rules were added (by the first VRF device).
+    pub(super) vrf_rules_added: bool,
 }
 
 impl NsState {
@@ -143,6 +153,12 @@ impl NsState {
             addrs: Vec::new(),
             routes: Vec::new(),
             sysctls: BTreeMap::new(),
+            rules: [IpFamily::V4, IpFamily::V6]
+                .into_iter()
+                .flat_map(Rule::defaults)
+                .map(|rule| FRule { rule, kernel: true })
+                .collect(),
+            vrf_rules_added: false,
         };
         let index = ns.alloc_index();
         ns.links.insert(index, FLink::new(lo_id, index, "lo", LinkKind::Loopback, MacAddr::default()));
@@ -226,6 +242,7 @@ impl NsState {
             return Ok(());
         }
         link.up = true;
+        link.tc.activate();
         if link.kind == LinkKind::Loopback {
             for a in ["127.0.0.1/8", "::1/128"] {
                 let addr: IpNet = a.parse().expect("valid loopback address");
@@ -247,8 +264,20 @@ impl NsState {
             return Ok(());
         }
         link.up = false;
+        let name = link.name.clone();
         self.routes.retain(|r| r.oif != Some(index));
-        self.addrs.retain(|a| !(a.index == index && matches!(a.addr, IpNet::V6(_))));
+        // IPv6 addresses go unless `keep_addr_on_down` is positive ("all" when it is set, else
+        // the link's own).
+        let setting = |dev: &str| {
+            self.sysctl_get(&format!("net/ipv6/conf/{dev}/keep_addr_on_down"))
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        let all = setting("all");
+        let keep = if all != 0 { all > 0 } else { setting(&name) > 0 };
+        if !keep {
+            self.addrs.retain(|a| !(a.index == index && matches!(a.addr, IpNet::V6(_))));
+        }
         Ok(())
     }
 
@@ -273,6 +302,8 @@ impl NsState {
                 other.master = None;
                 other.hairpin = false;
             }
+            // A mirred action loses its target when the target leaves (unregisters).
+            other.tc.forget_target(link.id);
         }
         let infix = format!("/conf/{}/", link.name);
         self.sysctls.retain(|k, _| !k.contains(&infix));
@@ -323,10 +354,20 @@ impl NsState {
     }
 
     pub(super) fn add_route(&mut self, route: &Route) -> NetResult<()> {
+        self.put_route(route, false)
+    }
+
+    /// `ip route replace`: the route of the same table, destination and metric is replaced
+    /// (after the same checks as an add), or the route is added.
+    pub(super) fn replace_route(&mut self, route: &Route) -> NetResult<()> {
+        self.put_route(route, true)
+    }
+
+    fn put_route(&mut self, route: &Route, replace: bool) -> NetResult<()> {
         let mut route = route.clone();
         route.dst = route.dst.trunc();
         let v6 = matches!(route.dst, IpNet::V6(_));
-        let ctx = format!("add route {}", route.dst);
+        let ctx = format!("{} route {}", if replace { "replace" } else { "add" }, route.dst);
         if let Some(oif) = route.oif
             && !self.link(oif)?.up
         {
@@ -379,11 +420,13 @@ impl NsState {
                 route.metric = 1024;
             }
         }
-        let dup = self.routes.iter().any(|r| r.dst == route.dst && r.table == route.table && r.metric == route.metric);
-        if dup {
-            return Err(NetError::from_errno(libc::EEXIST, ctx));
+        let dup =
+            self.routes.iter().position(|r| r.dst == route.dst && r.table == route.table && r.metric == route.metric);
+        match dup {
+            Some(pos) if replace => self.routes[pos] = route,
+            Some(_) => return Err(NetError::from_errno(libc::EEXIST, ctx)),
+            None => self.routes.push(route),
         }
-        self.routes.push(route);
         Ok(())
     }
 

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use cni_types::MacAddr;
 
 use super::model::{FLink, LinkId, NsState, check_mac, check_mtu, no_device};
+use super::tc::LinkTc;
 use super::{Injection, Op};
 use crate::net::backend::LinkChange;
 use crate::net::lookup::{BusDevice, DeviceBus};
@@ -237,6 +238,8 @@ impl World {
         link.up = false;
         link.master = None;
         link.hairpin = false;
+        // The device is unregistered from the old namespace: its qdiscs and filters go.
+        link.tc = LinkTc::default();
         tgt.links.insert(new_index, link);
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! The kernel backend: rtnetlink over a socket created inside the target namespace.
 //!
 //! rtnetlink's types stay inside this module; nothing here is public API. One file per concern
-//! builds and parses its messages (`link`, `address`, `route`); `tun` creates tun/tap devices
-//! through `/dev/net/tun`, `sysfs` answers device lookups and `sysctl` reads `/proc/sys`.
+//! builds and parses its messages (`link`, `address`, `route`, `rule`, `tc`); `tun` creates
+//! tun/tap devices through `/dev/net/tun`, `sysfs` answers device lookups and `sysctl` reads
+//! `/proc/sys`.
 
 use std::any::Any;
 use std::fmt;
@@ -12,14 +13,18 @@ use ipnet::IpNet;
 
 use super::backend::{Backend, LinkChange, NewLink};
 use super::lookup::{BusDevice, DeviceBus};
-use super::{Address, Link, Net, NetError, NetErrorKind, NetResult, Route};
+use super::rule::RuleSpec;
+use super::tc::{FilterDelete, FilterSpec, QdiscSpec};
+use super::{Address, Filter, IpFamily, Link, Net, NetError, NetErrorKind, NetResult, Qdisc, Route, Rule, TcHandle};
 use crate::netns::NetNs;
 
 mod address;
 mod link;
 mod route;
+mod rule;
 mod sysctl;
 mod sysfs;
+mod tc;
 mod tun;
 
 /// Netlink handle bound to one namespace.
@@ -151,15 +156,55 @@ impl Backend for RealBackend {
     }
 
     async fn add_route(&self, route: &Route) -> NetResult<()> {
-        self.add_rt(route).await
+        self.add_rt(route, false).await
     }
 
     async fn routes(&self, table: u32) -> NetResult<Vec<Route>> {
-        self.list_routes(table).await
+        self.list_routes(Some(table)).await
     }
 
     async fn delete_route(&self, route: &Route) -> NetResult<()> {
         self.delete_rt(route).await
+    }
+
+    async fn replace_route(&self, route: &Route) -> NetResult<()> {
+        self.add_rt(route, true).await
+    }
+
+    async fn all_routes(&self) -> NetResult<Vec<Route>> {
+        self.list_routes(None).await
+    }
+
+    async fn rules(&self, family: IpFamily) -> NetResult<Vec<Rule>> {
+        self.list_rules(family).await
+    }
+
+    async fn add_rule(&self, spec: &RuleSpec) -> NetResult<()> {
+        self.rule_add(spec).await
+    }
+
+    async fn delete_rule(&self, spec: &RuleSpec) -> NetResult<()> {
+        self.rule_delete(spec).await
+    }
+
+    async fn qdiscs(&self, index: Option<u32>) -> NetResult<Vec<Qdisc>> {
+        self.list_qdiscs(index).await
+    }
+
+    async fn change_qdisc(&self, spec: &QdiscSpec) -> NetResult<()> {
+        self.qdisc_change(spec).await
+    }
+
+    async fn filters(&self, index: u32, parent: TcHandle) -> NetResult<Vec<Filter>> {
+        self.list_filters(index, parent).await
+    }
+
+    async fn add_filter(&self, spec: &FilterSpec) -> NetResult<()> {
+        self.filter_add(spec).await
+    }
+
+    async fn delete_filter(&self, del: &FilterDelete) -> NetResult<()> {
+        self.filter_delete(del).await
     }
 
     async fn sysctl_get(&self, key: &str) -> NetResult<String> {

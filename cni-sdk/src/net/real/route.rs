@@ -127,10 +127,12 @@ fn parse_route(msg: RouteMessage) -> Option<(u32, Route)> {
 }
 
 impl RealBackend {
-    pub(super) async fn add_rt(&self, route: &Route) -> NetResult<()> {
+    pub(super) async fn add_rt(&self, route: &Route, replace: bool) -> NetResult<()> {
         let msg = route_message(route, false)?;
-        let what = format!("add route {}", route.dst);
-        match self.handle.route().add(msg).execute().await {
+        let what = format!("{} route {}", if replace { "replace" } else { "add" }, route.dst);
+        let req = self.handle.route().add(msg);
+        let req = if replace { req.replace() } else { req };
+        match req.execute().await {
             Ok(()) => Ok(()),
             Err(e) => {
                 let err = nl_err(e, what);
@@ -144,7 +146,8 @@ impl RealBackend {
         }
     }
 
-    pub(super) async fn list_routes(&self, table: u32) -> NetResult<Vec<Route>> {
+    /// The unicast routes of `table`, or of every table.
+    pub(super) async fn list_routes(&self, table: Option<u32>) -> NetResult<Vec<Route>> {
         let mut out = Vec::new();
         for family in [AddressFamily::Inet, AddressFamily::Inet6] {
             let mut query = RouteMessage::default();
@@ -152,7 +155,9 @@ impl RealBackend {
             query.header.table = RouteHeader::RT_TABLE_UNSPEC;
             let msgs: Vec<RouteMessage> =
                 self.handle.route().get(query).execute().try_collect().await.map_err(|e| nl_err(e, "list routes"))?;
-            out.extend(msgs.into_iter().filter_map(parse_route).filter(|(t, _)| *t == table).map(|(_, r)| r));
+            out.extend(
+                msgs.into_iter().filter_map(parse_route).filter(|(t, _)| table.is_none_or(|x| *t == x)).map(|(_, r)| r),
+            );
         }
         Ok(out)
     }
