@@ -468,8 +468,8 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.details() {
-            Some(d) => write!(f, "{} ({}): {}", self.inner.msg, self.code(), d),
-            None => write!(f, "{} ({})", self.inner.msg, self.code()),
+            Some(d) => write!(f, "{} (code {}): {}", self.inner.msg, self.code().as_u32(), d),
+            None => write!(f, "{} (code {})", self.inner.msg, self.code().as_u32()),
         }
     }
 }
