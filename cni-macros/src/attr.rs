@@ -403,7 +403,9 @@ mod tests {
         let (_, errors) = parse(quote!(foo = 1));
         assert_eq!(
             errors,
-            ["unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"]
+            [
+                "unknown option `foo`; expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"
+            ]
         );
         let (_, errors) = parse(quote!(version = ["1.0.0"]));
         assert!(errors[0].ends_with("did you mean `versions`?"), "{errors:?}");
@@ -495,9 +497,6 @@ mod tests {
     #[test]
     fn not_an_option_at_all() {
         let (_, errors) = parse(quote!("about"));
-        assert_eq!(
-            errors,
-            ["expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"]
-        );
+        assert_eq!(errors, ["expected one of: `about`, `versions`, `go_strict`, `init`, `name`, `main`, `crate`"]);
     }
 }

@@ -110,7 +110,10 @@ impl<C> Context<C> {
 
     /// The plugin's own (host) network namespace.
     pub async fn host_net(&self) -> Result<crate::net::Net> {
-        self.services.host_net().await.map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
+        self.services
+            .host_net()
+            .await
+            .map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
     }
 
     /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
@@ -152,4 +155,3 @@ impl<C: fmt::Debug> fmt::Debug for Context<C> {
             .finish_non_exhaustive()
     }
 }
-

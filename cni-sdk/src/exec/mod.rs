@@ -37,7 +37,7 @@ use crate::{Command, Error, ErrorKind};
 #[cfg(feature = "exec")]
 mod process;
 #[cfg(feature = "exec")]
-pub use process::ProcessExec;
+pub use process::{PluginStderr, ProcessExec, StderrLine};
 
 /// The default time a delegated plugin may run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -193,4 +193,3 @@ pub fn parse_result(stdout: &[u8], config_version: &str) -> crate::Result<CniRes
         Error::new(ErrorCode::DecodingFailure, "failed to parse the delegated plugin's result").with_source(e)
     })
 }
-

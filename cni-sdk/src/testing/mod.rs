@@ -132,7 +132,7 @@ use crate::{Command, Plugin, PluginOptions, Services};
 
 mod inprocess;
 
-pub use inprocess::InProcessExec;
+pub use inprocess::{InProcessCall, InProcessExec};
 
 /// The container ID tests use unless told otherwise.
 pub const TEST_CONTAINER_ID: &str = "cni-sdk-test";
