@@ -452,7 +452,8 @@ impl NamedNetns {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(NetnsError::io(format_args!("list {}", dir.display()), e)),
         };
-        let mut out: Vec<Self> = entries.filter_map(|e| e.ok()).filter_map(|e| Self::from_path(e.path()).ok()).collect();
+        let mut out: Vec<Self> =
+            entries.filter_map(|e| e.ok()).filter_map(|e| Self::from_path(e.path()).ok()).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
