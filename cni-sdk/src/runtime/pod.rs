@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{
     AddOutcome, CancelToken, CniRuntime, Error, NetworkList, NetworkStatus, Result, RuntimeConf, capability_map,
 };
-use crate::ErrorKind;
+use crate::{Command, ErrorKind};
 
 /// The name and version of the loopback network [`PodNetworksBuilder::loopback`] adds, as
 /// go-cni's `WithLoNetwork` does.
@@ -562,8 +562,12 @@ impl PodNetworks {
 
     /// CHECKs the networks; concurrently, every network is checked and every failure reported;
     /// serially, the first failure stops the call (as go-cni).
+    ///
+    /// Networks whose version has no CHECK (older than 0.4.0, such as go-cni's own loopback
+    /// network at 0.3.1) are skipped; go-cni fails the whole call on them instead.
     pub async fn check(&self, opts: &PodOptions) -> Result<()> {
-        let selected = self.select(opts)?;
+        let mut selected = self.select(opts)?;
+        selected.retain(|n| Command::Check.allowed_by(&n.list.version()).unwrap_or(true));
         let cni = self.call_runtime(opts);
         let rts: Vec<RuntimeConf> = selected.iter().map(|n| opts.runtime_conf(&n.ifname)).collect();
         let mut failures = Vec::new();
