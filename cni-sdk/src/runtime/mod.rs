@@ -848,3 +848,8 @@ fn interpret(out: RawOutput) -> Result<Vec<u8>> {
     };
     Err(e.with_stderr(&out.stderr))
 }
+
+/// The examples of the runtime guide (`docs/runtime.md`), compiled (and run) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/runtime.md")]
+pub struct RuntimeGuideDoctests;
