@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf, load_all, load_network};
+use cni_sdk::runtime::{CniRuntime, NetworkList, NetworkStatus, RuntimeConf, load_all, load_network};
 use cni_sdk::testing::InProcessExec;
 use cni_sdk::{Attachment, CniResult, Command, Error, ErrorCode, ErrorKind, Interface, IpConfig};
 use serde_json::{Value, json};
@@ -206,9 +206,10 @@ async fn status_and_version_probing() {
     let cache = tempfile::tempdir().unwrap();
     let log: Log = Default::default();
     let cni = runtime(cache.path(), log.clone());
-    cni.status(&list("1.0.0")).await.unwrap();
+    let skipped = cni.status(&list("1.0.0")).await.unwrap();
+    assert_eq!(skipped, NetworkStatus::Skipped { version: "1.0.0".into() });
     assert!(log.lock().unwrap().is_empty(), "STATUS is not sent to pre-1.1 lists");
-    cni.status(&list("1.1.0")).await.unwrap();
+    assert_eq!(cni.status(&list("1.1.0")).await.unwrap(), NetworkStatus::Ready);
     assert_eq!(log.lock().unwrap().len(), 2);
 }
 

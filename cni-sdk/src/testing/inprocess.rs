@@ -346,16 +346,9 @@ impl InProcessExec {
                     stderr: &mut stderr,
                 };
                 let run = crate::dispatch::run_with(&*plugin, &options, io, services);
-                let stopped = async {
-                    let at = tokio::time::Instant::from_std(call.deadline);
-                    let _ = futures_util::future::select(
-                        std::pin::pin!(call.cancelled()),
-                        std::pin::pin!(tokio::time::sleep_until(at)),
-                    )
-                    .await;
-                };
+                // The executor cancels the call when it stops waiting (timeout or drop).
                 let code = rt.block_on(async {
-                    match futures_util::future::select(std::pin::pin!(run), std::pin::pin!(stopped)).await {
+                    match futures_util::future::select(std::pin::pin!(run), std::pin::pin!(call.cancelled())).await {
                         futures_util::future::Either::Left((code, _)) => Some(code),
                         futures_util::future::Either::Right(_) => None,
                     }
@@ -420,7 +413,10 @@ impl Exec for InProcessExec {
                 tokio::time::timeout(timeout, task).await
             }
         };
+        let late = || Error::timeout(format!("plugin {plugin_type:?} timed out after {timeout:?} and was stopped"));
         match finished {
+            // A handler that only finished because it saw its deadline pass is still late.
+            Ok(Ok(_)) if Instant::now() >= call.deadline => Err(late()),
             Ok(Ok(out)) => {
                 guard.armed = false;
                 Ok(out)
