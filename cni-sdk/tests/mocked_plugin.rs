@@ -1,9 +1,9 @@
 //! A veth + bridge plugin tested end to end on fake namespaces with a fake IPAM delegate: no
 //! root, no binaries, no real namespaces.
 
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::FakeNetwork;
 use cni_sdk::net::{LinkKind, Net};
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::PluginTest;
 use cni_sdk::{CniResult, Command, Context, Error, Interface, IpConfig, Plugin, Result, SpecVersion};
 use serde::Deserialize;

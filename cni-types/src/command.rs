@@ -173,11 +173,7 @@ impl From<NegotiationError> for CniError {
 ///   `supported` exactly (Go's `version.Reconcile`).
 ///
 /// VERSION is never negotiated (it always answers); passing it applies the exact-match rule.
-pub fn negotiate(
-    command: Command,
-    config_version: &str,
-    supported: &[SpecVersion],
-) -> Result<SpecVersion, NegotiationError> {
+pub fn negotiate(command: Command, config_version: &str, supported: &[SpecVersion]) -> Result<SpecVersion, NegotiationError> {
     if command.is_gated() {
         let parsed = Semver::parse(config_version).map_err(NegotiationError::Malformed)?;
         if parsed < command.since().semver() {
@@ -224,10 +220,7 @@ mod tests {
         assert_eq!(negotiate(Command::Check, "0.4.0", all), Ok(SpecVersion::V0_4_0));
         let e = negotiate(Command::Check, "0.4", all).unwrap_err();
         assert_eq!(e.code(), ErrorCode::IncompatibleCniVersion);
-        assert_eq!(
-            e.details().unwrap(),
-            r#"config is "0.4", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]"#
-        );
+        assert_eq!(e.details().unwrap(), r#"config is "0.4", plugin supports ["0.1.0" "0.2.0" "0.3.0" "0.3.1" "0.4.0" "1.0.0" "1.1.0"]"#);
         let e = negotiate(Command::Status, "x.y", all).unwrap_err();
         assert_eq!(e.code(), ErrorCode::DecodingFailure);
         let e = negotiate(Command::Gc, "1.1.0", &[SpecVersion::V1_0_0]).unwrap_err();

@@ -51,10 +51,7 @@ pub async fn validate_expected_interface(
         .await?
         .ok_or_else(|| Error::not_found(format!("Container Interface name in prevResult: {} not found", intf.name)))?;
     if intf.sandbox.as_deref().is_none_or(str::is_empty) {
-        return Err(Error::internal(format!(
-            "Error: Container interface {} should not be in host namespace",
-            link.name
-        )));
+        return Err(Error::internal(format!("Error: Container interface {} should not be in host namespace", link.name)));
     }
     if !is_kind(&link) {
         return Err(Error::internal(format!("Error: Container interface {} not of type {kind}", link.name)));

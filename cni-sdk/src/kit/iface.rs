@@ -103,8 +103,7 @@ pub async fn configure_iface(net: &Net, ifname: &str, res: &CniResult) -> Result
             Ok(()) => {}
             Err(e) if e.kind() == NetErrorKind::Exists => {}
             Err(e) => {
-                let what =
-                    format!("failed to add route '{} via {} dev {ifname}'", go::ipnet_v(&r.dst), go::ip_or_nil(gw));
+                let what = format!("failed to add route '{} via {} dev {ifname}'", go::ipnet_v(&r.dst), go::ip_or_nil(gw));
                 return Err(go::wrap_net(what, &e));
             }
         }

@@ -6,8 +6,8 @@ use ipnet::IpNet;
 
 use super::addr::is_global_unicast;
 use super::go;
-use crate::Result;
 use crate::net::{Link, Net, NetErrorKind};
+use crate::Result;
 
 impl From<&Link> for Interface {
     /// The result entry of a link: its name and MAC, no sandbox (set it for container links).

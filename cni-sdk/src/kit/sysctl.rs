@@ -2,8 +2,8 @@
 
 use cni_types::IpConfig;
 
-use crate::Result;
 use crate::net::Net;
+use crate::Result;
 
 /// Turns on forwarding for the families of `ips`.
 pub async fn enable_forward(net: &Net, ips: &[IpConfig]) -> Result<()> {

@@ -93,10 +93,10 @@ pub use link::{
     VrfRequest,
 };
 pub use lookup::{BusDevice, DeviceBus};
-pub(crate) use provider::DynNetProvider;
 #[cfg(feature = "netlink")]
 pub use provider::KernelNet;
 pub use provider::NetProvider;
+pub(crate) use provider::DynNetProvider;
 pub use route::RouteRequest;
 pub use types::{
     Address, IpvlanFlag, IpvlanMode, KindInfo, Link, LinkKind, LinkPeer, LinkRef, MAX_IFNAME_LEN, MacvlanMode,

@@ -20,8 +20,8 @@ use cni_sdk::net::{Link, Net, NetErrorKind};
 use cni_sdk::{CniResult, Context, Error, Interface, Plugin, Result, Route, cni_plugin};
 use ipnet::IpNet;
 
-use config::Loaded;
 pub use config::{BridgeConf, VlanTrunk};
+use config::Loaded;
 use ipmasq::{Family, Firewall, Iptables};
 use l2::{Iproute2, L2Tools};
 
@@ -449,8 +449,7 @@ impl Plugin for Bridge {
             let Some(link) = host.find_link(&intf.name).await? else {
                 return Err(Error::internal(format!("Link not found: {}", intf.name)));
             };
-            if !(link.kind == cni_sdk::net::LinkKind::Veth) || link.index != peer.index || link.master != Some(br.index)
-            {
+            if !(link.kind == cni_sdk::net::LinkKind::Veth) || link.index != peer.index || link.master != Some(br.index) {
                 continue;
             }
             if let Some(mac) = intf.mac.as_ref().and_then(|m| m.as_mac())

@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use cni_sdk::net::fake::FakeNetwork;
 use cni_sdk::testing::InProcessExec;
+use cni_sdk::net::fake::FakeNetwork;
 use cni_sdk::testing::PluginTest;
 use cni_sdk::{CniResult, Command, Context, Error, Interface, IpConfig, Plugin, PluginOptions, Result};
 use serde::Deserialize;

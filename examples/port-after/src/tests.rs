@@ -1,9 +1,9 @@
 //! The plugin on fake namespaces with a fake IPAM plugin: what `netwire`'s own tests did for the
 //! library, now through the CNI protocol.
 
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::NetErrorKind;
 use cni_sdk::net::fake::{FakeNetwork, OpKind};
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::{PluginTest, TEST_CONTAINER_ID};
 use cni_sdk::types::Route;
 use cni_sdk::{CniResult, Command, ErrorCode, IpConfig};

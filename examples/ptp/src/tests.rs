@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use cni_sdk::testing::InProcessExec;
 use cni_sdk::net::fake::{FakeNetwork, NsSnapshot, OpKind};
 use cni_sdk::net::{LinkKind, NetErrorKind, RouteScope};
-use cni_sdk::testing::InProcessExec;
 use cni_sdk::testing::{PluginTest, for_each_version};
 use cni_sdk::{CniResult, Command, Error, ErrorCode, IpConfig, Route, SpecVersion};
 use serde_json::{Value, json};

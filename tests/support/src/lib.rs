@@ -89,11 +89,7 @@ impl Netns {
         let mut a = vec!["ip", "-j", "-d"];
         a.extend(args);
         let out = self.sh(&a);
-        if out.trim().is_empty() {
-            Value::Array(vec![])
-        } else {
-            serde_json::from_str(&out).expect("ip -j prints JSON")
-        }
+        if out.trim().is_empty() { Value::Array(vec![]) } else { serde_json::from_str(&out).expect("ip -j prints JSON") }
     }
 
     /// All links (`ip -j -d link show`).
@@ -189,9 +185,8 @@ impl Run {
     /// # Panics
     /// When it is not.
     pub fn doc(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
-            panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
-        })
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
     }
 
     /// Asserts success; returns the document (`Null` when stdout is empty).
