@@ -47,6 +47,10 @@ pub enum ErrorKind {
     PluginNotFound,
     /// A delegated plugin or a daemon did not answer in time and was given up on (code 11).
     Timeout,
+    /// The caller cancelled the operation before it finished (runtime side; code 999).
+    Cancelled,
+    /// The runtime's result cache could not be read, parsed or written (code 5).
+    Cache,
     /// A transient condition; the caller should try again later (code 11).
     TryAgainLater,
     /// A resource is busy (`EBUSY`, a held lock) (code 11).
@@ -81,7 +85,7 @@ impl ErrorKind {
             Self::UnsupportedField => ErrorCode::UnsupportedField,
             Self::UnknownContainer => ErrorCode::UnknownContainer,
             Self::InvalidEnvironment => ErrorCode::InvalidEnvironmentVariables,
-            Self::Io => ErrorCode::IoFailure,
+            Self::Io | Self::Cache => ErrorCode::IoFailure,
             Self::Decoding => ErrorCode::DecodingFailure,
             Self::InvalidConfig | Self::PluginNotFound => ErrorCode::InvalidNetworkConfig,
             Self::InvalidNetns | Self::NetnsGone => ErrorCode::InvalidNetNs,
@@ -95,6 +99,7 @@ impl ErrorKind {
             | Self::Unreachable
             | Self::InvalidArgument
             | Self::Panicked
+            | Self::Cancelled
             | Self::Internal => ErrorCode::Internal,
         }
     }
@@ -131,6 +136,8 @@ impl ErrorKind {
             Self::NetnsGone => "network namespace gone",
             Self::PluginNotFound => "plugin not found",
             Self::Timeout => "timed out",
+            Self::Cancelled => "cancelled",
+            Self::Cache => "result cache failure",
             Self::TryAgainLater => "try again later",
             Self::Busy => "busy",
             Self::NotAvailable => "not available",
@@ -436,6 +443,12 @@ where
                 e
             }
             Err(other) => {
+                // The runtime's typed error: keep kind and code; the message is libcni's text.
+                #[cfg(feature = "runtime")]
+                let other = match other.downcast::<crate::runtime::Error>() {
+                    Ok(rt) => return Self::build(rt.kind(), rt.code(), rt.to_string()),
+                    Err(other) => other,
+                };
                 let kind = Self::kind_of(&*other).unwrap_or(ErrorKind::Internal);
                 // Service errors print 999 like Go's plain errors, except where the spec has a
                 // code for the condition (busy → try again later).
@@ -489,8 +502,8 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.details() {
-            Some(d) => write!(f, "{} ({}): {}", self.inner.msg, self.code(), d),
-            None => write!(f, "{} ({})", self.inner.msg, self.code()),
+            Some(d) => write!(f, "{} (code {}): {}", self.inner.msg, self.code().as_u32(), d),
+            None => write!(f, "{} (code {})", self.inner.msg, self.code().as_u32()),
         }
     }
 }

@@ -351,7 +351,21 @@ fn make_shared_mount_dir(dir: &Path) -> Result<(), NetnsError> {
 /// A named network namespace: a new namespace bind-mounted onto a file, like `ip netns add`.
 ///
 /// It stays alive until [`NamedNetns::remove`] is called (dropping this value does not remove
-/// it; see [`TempNetns`] for that).
+/// it; see [`TempNetns`] for that). A runtime that restarts finds its namespaces again with
+/// [`NamedNetns::open`] or [`NamedNetns::list`], and removes them by name or path
+/// ([`NamedNetns::remove_named`], [`NamedNetns::remove_path`]) even without a handle.
+///
+/// ```no_run
+/// use cni_sdk::netns::NamedNetns;
+/// # fn demo() -> Result<(), cni_sdk::netns::NetnsError> {
+/// let ns = NamedNetns::create("pod-1")?;           // /run/netns/pod-1
+/// drop(ns);                                          // e.g. the runtime restarts
+/// let again = NamedNetns::open("pod-1")?;           // found again by name
+/// assert!(NamedNetns::list()?.iter().any(|n| n.name() == "pod-1"));
+/// again.remove()?;
+/// NamedNetns::remove_named("pod-1")?;               // already gone: not an error
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct NamedNetns {
     name: String,
@@ -398,6 +412,76 @@ impl NamedNetns {
             return Err(e);
         }
         Ok(Self { name: name.to_owned(), path })
+    }
+
+    /// Opens the existing named namespace `/run/netns/<name>` (made by this process, another
+    /// one, or `ip netns add`). Kind [`NetnsErrorKind::NotFound`] when it does not exist,
+    /// [`NetnsErrorKind::NotANetns`] when the file is not a mounted network namespace.
+    pub fn open(name: &str) -> Result<Self, NetnsError> {
+        Self::open_in(NETNS_RUN_DIR, name)
+    }
+
+    /// Opens the existing named namespace `<dir>/<name>`.
+    pub fn open_in(dir: impl AsRef<Path>, name: &str) -> Result<Self, NetnsError> {
+        validate_name(name)?;
+        Self::from_path(dir.as_ref().join(name))
+    }
+
+    /// Opens the namespace bind-mounted at `path` (any directory); its name is the file name.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Self, NetnsError> {
+        let path = path.as_ref();
+        NetNs::open(path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| NetnsError::new(NetnsErrorKind::InvalidName, format!("{} names no file", path.display())))?;
+        Ok(Self { name, path: path.to_path_buf() })
+    }
+
+    /// Every named network namespace in `/run/netns`, sorted by name (files there that are not
+    /// mounted network namespaces are left out).
+    pub fn list() -> Result<Vec<Self>, NetnsError> {
+        Self::list_in(NETNS_RUN_DIR)
+    }
+
+    /// Every named network namespace in `dir`, sorted by name; an absent directory has none.
+    pub fn list_in(dir: impl AsRef<Path>) -> Result<Vec<Self>, NetnsError> {
+        let dir = dir.as_ref();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(NetnsError::io(format_args!("list {}", dir.display()), e)),
+        };
+        let mut out: Vec<Self> =
+            entries.filter_map(|e| e.ok()).filter_map(|e| Self::from_path(e.path()).ok()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Removes the named namespace `/run/netns/<name>` (see [`NamedNetns::remove_path`]).
+    pub fn remove_named(name: &str) -> Result<(), NetnsError> {
+        validate_name(name)?;
+        Self::remove_path(Path::new(NETNS_RUN_DIR).join(name))
+    }
+
+    /// Unmounts (lazily) and deletes the namespace file at `path`, like `ip netns delete`. A
+    /// path that does not exist is not an error (removal is idempotent); a file that is neither
+    /// a network namespace nor the empty placeholder a failed creation leaves behind is refused
+    /// with [`NetnsErrorKind::NotANetns`] and left alone.
+    pub fn remove_path(path: impl AsRef<Path>) -> Result<(), NetnsError> {
+        let path = path.as_ref();
+        match NetNs::open(path) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(()),
+            Err(e) if e.kind() == NetnsErrorKind::NotANetns => {
+                let placeholder = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+                if !placeholder {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        remove_path(path)
     }
 
     /// The name given at creation.

@@ -4,9 +4,9 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf, load_all, load_network};
+use cni_sdk::runtime::{CniRuntime, NetworkList, NetworkStatus, RuntimeConf, load_all, load_network};
 use cni_sdk::testing::InProcessExec;
-use cni_sdk::{Attachment, CniResult, Command, Error, ErrorCode, Interface, IpConfig};
+use cni_sdk::{Attachment, CniResult, Command, Error, ErrorCode, ErrorKind, Interface, IpConfig};
 use serde_json::{Value, json};
 
 type Log = Arc<Mutex<Vec<(String, Command, Value)>>>;
@@ -141,8 +141,12 @@ async fn failing_del_keeps_the_cache_and_names_the_plugin() {
     .unwrap();
     cni.add(&net, &rt()).await.unwrap();
     let e = cni.del(&net, &rt()).await.unwrap_err();
-    assert_eq!(e.code(), ErrorCode::Plugin(130));
-    assert_eq!(e.message(), "plugin type=\"iface\" failed (delete)");
+    assert_eq!((e.code(), e.kind()), (ErrorCode::Plugin(130), ErrorKind::Plugin));
+    assert_eq!((e.network(), e.plugin_type(), e.verb()), (Some("rtnet"), Some("iface"), Some(Command::Del)));
+    assert_eq!((e.msg(), e.details()), ("cannot delete", None), "the plugin's own msg, untouched");
+    assert_eq!(e.plugin_error().map(|p| p.code), Some(ErrorCode::Plugin(130)));
+    assert_eq!(e.attachment(), Some(&Attachment::new("ctr-7", "eth0")));
+    assert_eq!(e.to_string(), "plugin type=\"iface\" failed (delete): cannot delete");
     assert!(cache.path().join("results/rtnet-ctr-7-eth0").exists(), "kept for a retry");
 }
 
@@ -152,7 +156,7 @@ async fn check_gates_and_cached_prev_result() {
     let log: Log = Default::default();
     let cni = runtime(cache.path(), log.clone());
     let e = cni.check(&list("0.3.1"), &rt()).await.unwrap_err();
-    assert_eq!(e.message(), "configuration version \"0.3.1\" does not support the CHECK command");
+    assert_eq!(e.msg(), "configuration version \"0.3.1\" does not support the CHECK command");
     let net = list("1.0.0");
     cni.add(&net, &rt()).await.unwrap();
     log.lock().unwrap().clear();
@@ -202,9 +206,10 @@ async fn status_and_version_probing() {
     let cache = tempfile::tempdir().unwrap();
     let log: Log = Default::default();
     let cni = runtime(cache.path(), log.clone());
-    cni.status(&list("1.0.0")).await.unwrap();
+    let skipped = cni.status(&list("1.0.0")).await.unwrap();
+    assert_eq!(skipped, NetworkStatus::Skipped { version: "1.0.0".into() });
     assert!(log.lock().unwrap().is_empty(), "STATUS is not sent to pre-1.1 lists");
-    cni.status(&list("1.1.0")).await.unwrap();
+    assert_eq!(cni.status(&list("1.1.0")).await.unwrap(), NetworkStatus::Ready);
     assert_eq!(log.lock().unwrap().len(), 2);
 }
 
@@ -223,7 +228,7 @@ fn loading_follows_libcni() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let e = load_network(d, "x").unwrap_err();
-    assert_eq!(e.message(), format!("no net configurations found in {}", d.display()));
+    assert_eq!(e.msg(), format!("no net configurations found in {}", d.display()));
     std::fs::write(d.join("20-b.conflist"), r#"{"cniVersion":"1.0.0","name":"b","plugins":[{"type":"x"}]}"#).unwrap();
     std::fs::write(d.join("10-a.conflist"), r#"{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"first"}]}"#)
         .unwrap();
@@ -238,7 +243,7 @@ fn loading_follows_libcni() {
     let legacy = load_network(d, "legacy").unwrap();
     assert_eq!((legacy.version(), legacy.list.plugin_type(0)), ("0.2.0".to_owned(), Some("bridge")));
     let e = load_network(d, "zzz").unwrap_err();
-    assert_eq!(e.message(), format!("no net configuration with name \"zzz\" in {}", d.display()));
+    assert_eq!(e.msg(), format!("no net configuration with name \"zzz\" in {}", d.display()));
     let names: Vec<String> = load_all(d).unwrap().iter().map(|n| n.name().to_owned()).collect();
     assert_eq!(names, ["a", "b", "legacy"]);
     // loadOnlyInlinedPlugins ignores the directory.
@@ -253,13 +258,13 @@ fn loading_follows_libcni() {
     // A broken conflist aborts the lookup and is named.
     std::fs::write(d.join("01-broken.conflist"), "{").unwrap();
     let e = load_network(d, "a").unwrap_err();
-    assert!(e.message().contains("01-broken.conflist"), "{}", e.message());
+    assert!(e.msg().contains("01-broken.conflist"), "{}", e.msg());
 }
 
 #[test]
 fn builder_defers_errors_to_build() {
     let e = CniRuntime::builder().build().unwrap_err();
-    assert!(e.message().contains("no plugin directories"));
+    assert!(e.msg().contains("no plugin directories"));
     let e = CniRuntime::builder().plugin_dir("/x").timeout(std::time::Duration::ZERO).build().unwrap_err();
-    assert!(e.message().contains("timeout"));
+    assert!(e.msg().contains("timeout"));
 }

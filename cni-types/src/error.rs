@@ -15,6 +15,13 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(ErrorCode::from(7), ErrorCode::InvalidNetworkConfig);
 /// assert_eq!(u32::from(ErrorCode::TryAgainLater), 11);
 /// assert_eq!(ErrorCode::from(142), ErrorCode::Plugin(142));
+///
+/// // Names for logs and error reports; `Display` gives number and description.
+/// assert_eq!(ErrorCode::TryAgainLater.name(), "TryAgainLater");
+/// assert_eq!(ErrorCode::TryAgainLater.go_name(), Some("ErrTryAgainLater"));
+/// assert_eq!(ErrorCode::TryAgainLater.to_string(), "11 (try again later)");
+/// assert_eq!(ErrorCode::from(142).to_string(), "142 (plugin-specific error)");
+/// assert_eq!("InvalidNetworkConfig".parse::<ErrorCode>(), Ok(ErrorCode::InvalidNetworkConfig));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum ErrorCode {
@@ -68,6 +75,48 @@ impl ErrorCode {
         }
     }
 
+    /// A stable name for the code, the same as the variant's (`"InvalidNetworkConfig"`,
+    /// `"TryAgainLater"`, ...); every plugin-defined code is `"Plugin"` and every unnamed
+    /// reserved one `"Reserved"`. [`str::parse`] reads these names back (and plain numbers).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::IncompatibleCniVersion => "IncompatibleCniVersion",
+            Self::UnsupportedField => "UnsupportedField",
+            Self::UnknownContainer => "UnknownContainer",
+            Self::InvalidEnvironmentVariables => "InvalidEnvironmentVariables",
+            Self::IoFailure => "IoFailure",
+            Self::DecodingFailure => "DecodingFailure",
+            Self::InvalidNetworkConfig => "InvalidNetworkConfig",
+            Self::InvalidNetNs => "InvalidNetNs",
+            Self::TryAgainLater => "TryAgainLater",
+            Self::PluginNotAvailable => "PluginNotAvailable",
+            Self::LimitedConnectivity => "LimitedConnectivity",
+            Self::Internal => "Internal",
+            Self::Plugin(_) => "Plugin",
+            Self::Reserved(_) => "Reserved",
+        }
+    }
+
+    /// The name of the constant Go's `pkg/types` gives the code (`"ErrTryAgainLater"`), for
+    /// codes Go names; `None` for plugin-defined and unnamed reserved codes.
+    pub const fn go_name(self) -> Option<&'static str> {
+        Some(match self {
+            Self::IncompatibleCniVersion => "ErrIncompatibleCNIVersion",
+            Self::UnsupportedField => "ErrUnsupportedField",
+            Self::UnknownContainer => "ErrUnknownContainer",
+            Self::InvalidEnvironmentVariables => "ErrInvalidEnvironmentVariables",
+            Self::IoFailure => "ErrIOFailure",
+            Self::DecodingFailure => "ErrDecodingFailure",
+            Self::InvalidNetworkConfig => "ErrInvalidNetworkConfig",
+            Self::InvalidNetNs => "ErrInvalidNetNS",
+            Self::TryAgainLater => "ErrTryAgainLater",
+            Self::PluginNotAvailable => "ErrPluginNotAvailable",
+            Self::LimitedConnectivity => "ErrLimitedConnectivity",
+            Self::Internal => "ErrInternal",
+            Self::Plugin(_) | Self::Reserved(_) => return None,
+        })
+    }
+
     /// The specification's short description of the code.
     pub const fn description(self) -> &'static str {
         match self {
@@ -119,8 +168,52 @@ impl From<ErrorCode> for u32 {
 }
 
 impl fmt::Display for ErrorCode {
+    /// The number and the description: `7 (invalid network config)`. The wire form is the bare
+    /// number ([`ErrorCode::as_u32`], and what `Serialize` writes).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.as_u32())
+        write!(f, "{} ({})", self.as_u32(), self.description())
+    }
+}
+
+/// The error of parsing an [`ErrorCode`] from text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownErrorCode(pub String);
+
+impl fmt::Display for UnknownErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown CNI error code {:?}", self.0)
+    }
+}
+
+impl std::error::Error for UnknownErrorCode {}
+
+impl std::str::FromStr for ErrorCode {
+    type Err = UnknownErrorCode;
+
+    /// A number (`"11"`), a [name](ErrorCode::name) of a named code (`"TryAgainLater"`) or its
+    /// [Go name](ErrorCode::go_name) (`"ErrTryAgainLater"`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(n) = s.parse::<u32>() {
+            return Ok(Self::from(n));
+        }
+        const NAMED: [ErrorCode; 12] = [
+            ErrorCode::IncompatibleCniVersion,
+            ErrorCode::UnsupportedField,
+            ErrorCode::UnknownContainer,
+            ErrorCode::InvalidEnvironmentVariables,
+            ErrorCode::IoFailure,
+            ErrorCode::DecodingFailure,
+            ErrorCode::InvalidNetworkConfig,
+            ErrorCode::InvalidNetNs,
+            ErrorCode::TryAgainLater,
+            ErrorCode::PluginNotAvailable,
+            ErrorCode::LimitedConnectivity,
+            ErrorCode::Internal,
+        ];
+        NAMED
+            .into_iter()
+            .find(|c| c.name() == s || c.go_name() == Some(s))
+            .ok_or_else(|| UnknownErrorCode(s.to_owned()))
     }
 }
 
@@ -209,6 +302,19 @@ mod tests {
             assert_eq!(ErrorCode::from(n).as_u32(), n);
         }
         assert_eq!(ErrorCode::from(42), ErrorCode::Reserved(42));
+    }
+
+    #[test]
+    fn names_parse_back() {
+        for n in [1, 2, 3, 4, 5, 6, 7, 8, 11, 50, 51, 999] {
+            let code = ErrorCode::from(n);
+            assert_eq!(code.name().parse::<ErrorCode>(), Ok(code));
+            assert_eq!(code.go_name().unwrap().parse::<ErrorCode>(), Ok(code));
+            assert!(code.to_string().starts_with(&format!("{n} (")), "{code}");
+        }
+        assert_eq!(ErrorCode::Plugin(120).go_name(), None);
+        assert_eq!("Plugin".parse::<ErrorCode>(), Err(UnknownErrorCode("Plugin".into())));
+        assert_eq!("nope".parse::<ErrorCode>().unwrap_err().to_string(), "unknown CNI error code \"nope\"");
     }
 
     #[test]

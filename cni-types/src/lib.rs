@@ -59,7 +59,7 @@ pub use config::{
     RuntimeConfig, RuntimeDns,
 };
 pub use conflist::{ConfigError, NetworkConfigList};
-pub use error::{CniError, ErrorCode};
+pub use error::{CniError, ErrorCode, UnknownErrorCode};
 pub use mac::{HardwareAddr, MacAddr};
 pub use result::{CniResult, Dns, Interface, IpConfig, ResultError, Route, WireResult};
 pub use version::{ResultFamily, Semver, SpecVersion, VersionError};

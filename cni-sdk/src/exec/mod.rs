@@ -37,7 +37,7 @@ use crate::{Command, Error, ErrorKind};
 #[cfg(feature = "exec")]
 mod process;
 #[cfg(feature = "exec")]
-pub use process::ProcessExec;
+pub use process::{PluginStderr, ProcessExec, StderrLine};
 
 /// The default time a delegated plugin may run.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use cni_types::NetworkConfigList;
 use serde_json::{Map, Value};
 
-use crate::{Error, ErrorCode, Result};
+use super::{Error, Result};
+use crate::ErrorKind;
 
 /// A network configuration list together with the bytes it was read from (the bytes go into
 /// the result cache, as libcni does).
@@ -48,7 +49,7 @@ fn sorted_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::new(ErrorCode::IoFailure, format!("reading {}", dir.display())).with_source(e)),
+        Err(e) => return Err(Error::new(ErrorKind::Io, format!("reading {}", dir.display())).with_source(e)),
     };
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok())
@@ -62,7 +63,7 @@ fn sorted_files(dir: &Path, exts: &[&str]) -> Result<Vec<PathBuf>> {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path)
-        .map_err(|e| Error::new(ErrorCode::IoFailure, format!("error reading {}", path.display())).with_source(e))
+        .map_err(|e| Error::new(ErrorKind::Io, format!("error reading {}", path.display())).with_source(e))
 }
 
 /// Lists every network in `dir`: `.conflist` files first (sorted), then legacy `.conf`/`.json`
@@ -77,7 +78,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<NetworkList>> {
     }
     for path in sorted_files(dir, &["conf", "json"])? {
         let mut net = NetworkList::from_single_conf(&read(&path)?)
-            .map_err(|e| Error::invalid_config(format!("{}: {}", path.display(), e.message())))?;
+            .map_err(|e| Error::invalid_config(format!("{}: {}", path.display(), e.msg())))?;
         net.source = Some(path);
         if !out.iter().any(|n| n.name() == net.name()) {
             out.push(net);
@@ -89,7 +90,7 @@ pub fn load_all(dir: &Path) -> Result<Vec<NetworkList>> {
 fn load_conflist_file(dir: &Path, path: &Path) -> Result<NetworkList> {
     let bytes = read(path)?;
     let mut net = NetworkList::from_bytes(&bytes)
-        .map_err(|e| Error::invalid_config(format!("{}: {}", path.display(), e.message())))?;
+        .map_err(|e| Error::invalid_config(format!("{}: {}", path.display(), e.msg())))?;
     net.source = Some(path.to_owned());
     if !net.list.load_only_inlined_plugins {
         let sub = dir.join(&net.list.name);
@@ -129,4 +130,47 @@ pub fn load_network(dir: &Path, name: &str) -> Result<NetworkList> {
         return Err(Error::invalid_config(format!("no net configurations found in {}", dir.display())));
     }
     Err(Error::invalid_config(format!("no net configuration with name {name:?} in {}", dir.display())))
+}
+
+/// Loads the networks of `dir` the way containerd's go-cni does (`WithAllConf`, or
+/// `WithDefaultConf` with `max = Some(1)`): every `.conf`, `.conflist` and `.json` file in one
+/// sorted list, each file one network (a name may repeat), at most `max` of them. A legacy file
+/// without `type` or a list without plugins is an error naming the file; so is an empty
+/// directory.
+pub fn load_conf_dir(dir: &Path, max: Option<usize>) -> Result<Vec<NetworkList>> {
+    let files = sorted_files(dir, &["conf", "conflist", "json"])?;
+    if files.is_empty() {
+        return Err(Error::invalid_config(format!("no network config found in {}", dir.display())));
+    }
+    let mut out = Vec::new();
+    for path in files {
+        if max.is_some_and(|m| out.len() >= m) {
+            break;
+        }
+        let bytes = read(&path)?;
+        let mut net = if path.extension().is_some_and(|x| x == "conflist") {
+            NetworkList::from_bytes(&bytes).map_err(|e| {
+                Error::invalid_config(format!("failed to load CNI config list file {}: {}", path.display(), e.msg()))
+            })?
+        } else {
+            let doc: Value = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid_config(format!("failed to load CNI config file {}: {e}", path.display()))
+            })?;
+            if doc.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+                return Err(Error::invalid_config(format!("network type not found in {}", path.display())));
+            }
+            NetworkList::from_single_conf(&bytes).map_err(|e| {
+                Error::invalid_config(format!("failed to load CNI config file {}: {}", path.display(), e.msg()))
+            })?
+        };
+        if net.list.plugins.is_empty() {
+            return Err(Error::invalid_config(format!(
+                "CNI config list in config file {} has no networks",
+                path.display()
+            )));
+        }
+        net.source = Some(path);
+        out.push(net);
+    }
+    Ok(out)
 }

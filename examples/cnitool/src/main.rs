@@ -10,16 +10,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Parser, Subcommand};
+use cni_sdk::ErrorKind;
 use cni_sdk::netns::NamedNetns;
-use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf, load_all, load_network};
-use cni_sdk::{Attachment, Error};
+use cni_sdk::runtime::{
+    CancelToken, CniRuntime, Error, NetworkList, PodNetworks, PodOptions, RuntimeConf, load_all, load_network,
+};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha512};
 
 const ABOUT: &str = "Run CNI plugins for a network namespace, or run a command in a private one";
 
-const LONG_ABOUT: &str = "\
-Run CNI plugins for a network namespace, or run a command in a private one.
+const LONG_ABOUT: &str = r#"Run CNI plugins for a network namespace, or run a command in a private one.
 
 Configuration comes from NETCONFPATH (default /etc/cni/net.d): .conflist files and legacy
 .conf/.json files, loaded with libcni's rules. Plugins are looked up in CNI_PATH (default: the
@@ -27,10 +28,14 @@ directory of this binary, then /opt/cni/bin). CNI_ARGS ('K=V;K2=V2') and CAP_ARG
 of capability arguments) are passed to every plugin. The container ID is CNI_CONTAINERID or,
 as upstream cnitool does, 'cnitool-' followed by 20 hex digits of the SHA-512 of the netns path.
 
+Errors are printed on stderr, one line per failure naming network, plugin, verb, code, msg and
+details (e.g. 'cnitool: network="mynet" plugin="bridge" verb=ADD code=7 (invalid network config)
+msg="..." details="..."'), or with --json as one JSON object.
+
 Examples:
   sudo cnitool run -- ip addr                 # private netns on every configured network
   sudo cnitool add mynet /var/run/netns/test  # prints the result
-  sudo cnitool del mynet /var/run/netns/test";
+  sudo cnitool del mynet /var/run/netns/test"#;
 
 #[derive(Parser, Debug)]
 #[command(name = "cnitool", version, about = ABOUT, long_about = LONG_ABOUT)]
@@ -56,6 +61,9 @@ struct Cli {
     /// Result cache directory.
     #[arg(long, env = "CNI_CACHE_DIR", default_value = cni_sdk::runtime::DEFAULT_CACHE_DIR, global = true)]
     cache_dir: PathBuf,
+    /// Print errors as a JSON object on stderr instead of text lines.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -80,7 +88,8 @@ enum Cmd {
     /// Check that every plugin of the network exists and supports its version.
     Validate { net: String },
     /// Run COMMAND in a new network namespace attached to every configured network (or the
-    /// --net ones), then detach and remove the namespace, whatever happens.
+    /// --net ones) at once (eth0, eth1, ... in configuration order; networks with only the
+    /// loopback plugin: lo), then detach and remove the namespace, whatever happens.
     Run {
         /// Networks to join, in order (default: all, in configuration order).
         #[arg(long = "net", value_name = "NAME")]
@@ -121,21 +130,34 @@ fn plugin_dirs(cli: &Cli) -> Vec<PathBuf> {
     dirs
 }
 
-fn runtime_conf(cli: &Cli, netns: &Path, ifname: &str) -> Result<RuntimeConf, Error> {
-    let mut rt = RuntimeConf::new(&container_id(cli, netns), &netns.display().to_string(), ifname);
+/// `CNI_ARGS` pairs (`K=V;K2=V2`; empty keys and values are rejected, as upstream).
+fn cni_args(cli: &Cli) -> Result<Vec<(String, String)>, Error> {
+    let mut out = Vec::new();
     if let Some(raw) = cli.cni_args.as_deref().filter(|s| !s.is_empty()) {
         for item in raw.split(';') {
             match item.split_once('=') {
-                Some((k, v)) if !k.is_empty() && !v.is_empty() => rt.args.push((k.into(), v.into())),
-                _ => return Err(Error::invalid_config(format!("bad CNI_ARGS item {item:?}"))),
+                Some((k, v)) if !k.is_empty() && !v.is_empty() => out.push((k.into(), v.into())),
+                _ => return Err(Error::new(ErrorKind::InvalidArgument, format!("bad CNI_ARGS item {item:?}"))),
             }
         }
     }
-    if let Some(raw) = cli.cap_args.as_deref().filter(|s| !s.is_empty()) {
-        let caps: Map<String, Value> =
-            serde_json::from_str(raw).map_err(|e| Error::invalid_config(format!("bad CAP_ARGS: {e}")))?;
-        rt.capability_args = caps;
+    Ok(out)
+}
+
+/// `CAP_ARGS`, a JSON object.
+fn cap_args(cli: &Cli) -> Result<Map<String, Value>, Error> {
+    match cli.cap_args.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(Map::new()),
+        Some(raw) => {
+            serde_json::from_str(raw).map_err(|e| Error::new(ErrorKind::InvalidArgument, format!("bad CAP_ARGS: {e}")))
+        }
     }
+}
+
+fn runtime_conf(cli: &Cli, netns: &Path, ifname: &str) -> Result<RuntimeConf, Error> {
+    let mut rt = RuntimeConf::new(&container_id(cli, netns), &netns.display().to_string(), ifname);
+    rt.args = cni_args(cli)?;
+    rt.capability_args = cap_args(cli)?;
     Ok(rt)
 }
 
@@ -143,11 +165,57 @@ fn runtime(cli: &Cli) -> Result<CniRuntime, Error> {
     CniRuntime::builder().plugin_dirs(plugin_dirs(cli)).cache_dir(&cli.cache_dir).build()
 }
 
-fn report(e: &Error) {
-    let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "cnitool: {} (CNI error code {})", e.message(), e.code());
+/// One text line for one failure: `network=".." plugin=".." verb=.. code=N (desc) msg=".."
+/// details=".."` (keys that are unknown are left out).
+fn error_line(e: &Error) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = e.network().filter(|n| !n.is_empty()) {
+        parts.push(format!("network={n:?}"));
+    }
+    if let Some(p) = e.plugin() {
+        parts.push(format!("plugin={:?}", p.plugin_type));
+        if let Some(name) = &p.name {
+            parts.push(format!("pluginName={name:?}"));
+        }
+    }
+    if let Some(v) = e.verb() {
+        parts.push(format!("verb={v}"));
+    }
+    if let Some(a) = e.attachment() {
+        parts.push(format!("ifname={:?}", a.ifname));
+    }
+    parts.push(format!("code={}", e.code()));
+    parts.push(format!("msg={:?}", e.msg()));
     if let Some(d) = e.details() {
-        let _ = writeln!(err, "  details: {d}");
+        parts.push(format!("details={d:?}"));
+    }
+    parts.join(" ")
+}
+
+/// Prints every failure (and failed rollback step) of `e`: a line each, or one JSON object
+/// (the first failure's fields, plus `more` and `rollback` arrays when there are others).
+fn report(e: &Error, json: bool) {
+    let mut err = std::io::stderr().lock();
+    if json {
+        let mut doc = e.to_json();
+        let more: Vec<Value> = e.failures().skip(1).map(Error::to_json).collect();
+        let rollback: Vec<Value> = e.rollback_failures().iter().map(Error::to_json).collect();
+        if let Some(obj) = doc.as_object_mut() {
+            if !more.is_empty() {
+                obj.insert("more".into(), Value::Array(more));
+            }
+            if !rollback.is_empty() {
+                obj.insert("rollback".into(), Value::Array(rollback));
+            }
+        }
+        let _ = writeln!(err, "{doc}");
+        return;
+    }
+    for f in e.failures() {
+        let _ = writeln!(err, "cnitool: {}", error_line(f));
+    }
+    for f in e.rollback_failures() {
+        let _ = writeln!(err, "cnitool: rollback: {}", error_line(f));
     }
 }
 
@@ -163,26 +231,22 @@ fn print_json(v: &Value) {
 
 async fn dispatch(cli: &Cli) -> Result<u8, Error> {
     let cni = runtime(cli)?;
+    let load = |net: &str| load_network(&cli.netconfpath, net);
     match &cli.cmd {
         Cmd::Add { net, netns } => {
-            let list = load_network(&cli.netconfpath, net)?;
-            let out = cni.add(&list, &runtime_conf(cli, netns, &cli.ifname)?).await?;
+            let out = cni.add(&load(net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?;
             print_json(&out.raw);
         }
-        Cmd::Check { net, netns } => {
-            cni.check(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?
-        }
-        Cmd::Del { net, netns } => {
-            cni.del(&load_network(&cli.netconfpath, net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?
-        }
-        Cmd::Gc { net, .. } => cni.gc(&load_network(&cli.netconfpath, net)?, None::<&[Attachment]>).await?,
-        Cmd::Status { net, .. } => cni.status(&load_network(&cli.netconfpath, net)?).await?,
+        Cmd::Check { net, netns } => cni.check(&load(net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
+        Cmd::Del { net, netns } => cni.del(&load(net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
+        Cmd::Gc { net, .. } => cni.gc(&load(net)?, None).await?,
+        Cmd::Status { net, .. } => println!("{}", cni.status(&load(net)?).await?),
         Cmd::Version { plugin } => {
             let info = cni.version_info(plugin).await?;
             print_json(&serde_json::to_value(info).expect("serialises"));
         }
         Cmd::Validate { net } => {
-            let caps = cni.validate(&load_network(&cli.netconfpath, net)?).await?;
+            let caps = cni.validate(&load(net)?).await?;
             println!("ok, capabilities: {caps:?}");
         }
         Cmd::Run { nets, command } => return run(cli, &cni, nets, command).await,
@@ -202,6 +266,17 @@ fn run_networks(cli: &Cli, names: &[String]) -> Result<Vec<NetworkList>, Error> 
     DEFAULT_NETWORKS.iter().map(|s| NetworkList::from_bytes(s.as_bytes())).collect()
 }
 
+/// The pod of `run`: each network gets `eth<n>`, except networks made only of the loopback
+/// plugin, which get `lo`.
+fn run_pod(cni: &CniRuntime, networks: Vec<NetworkList>) -> Result<PodNetworks, Error> {
+    let mut pod = PodNetworks::builder(cni.clone());
+    for net in networks {
+        let loopback_only = (0..net.list.plugins.len()).all(|i| net.list.plugin_type(i) == Some("loopback"));
+        pod = if loopback_only { pod.network_with_ifname(net, "lo") } else { pod.network(net) };
+    }
+    pod.build()
+}
+
 fn random_suffix() -> String {
     let mut buf = [0u8; 6];
     let ok = std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut buf));
@@ -212,16 +287,19 @@ fn random_suffix() -> String {
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Signals received while `run` is in progress (0 = none).
-fn watch_signals() -> Result<Arc<AtomicI32>, Error> {
+/// Signals received while `run` is in progress (0 = none); the first one also cancels `cancel`
+/// (an attachment in progress is stopped and rolled back).
+fn watch_signals(cancel: &CancelToken) -> Result<Arc<AtomicI32>, Error> {
     use tokio::signal::unix::{SignalKind, signal};
     let got = Arc::new(AtomicI32::new(0));
     for kind in [SignalKind::interrupt(), SignalKind::terminate(), SignalKind::hangup()] {
-        let mut s = signal(kind).map_err(|e| Error::internal("cannot install signal handlers").with_source(e))?;
-        let got = got.clone();
+        let mut s = signal(kind)
+            .map_err(|e| Error::new(ErrorKind::Internal, "cannot install signal handlers").with_source(e))?;
+        let (got, cancel) = (got.clone(), cancel.clone());
         tokio::spawn(async move {
             while s.recv().await.is_some() {
                 got.store(kind.as_raw_value(), Ordering::SeqCst);
+                cancel.cancel();
             }
         });
     }
@@ -229,46 +307,52 @@ fn watch_signals() -> Result<Arc<AtomicI32>, Error> {
 }
 
 async fn run(cli: &Cli, cni: &CniRuntime, names: &[String], command: &[String]) -> Result<u8, Error> {
-    let signals = watch_signals()?;
-    let networks = run_networks(cli, names)?;
-    let ns = NamedNetns::create(&format!("cnitool-{}", random_suffix()))
-        .map_err(|e| Error::internal("cannot create a network namespace (run as root)").with_source(e))?;
+    let cancel = CancelToken::new();
+    let signals = watch_signals(&cancel)?;
+    let pod = run_pod(cni, run_networks(cli, names)?)?;
+    let (args, caps) = (cni_args(cli)?, cap_args(cli)?);
+    let ns = NamedNetns::create(&format!("cnitool-{}", random_suffix())).map_err(|e| {
+        Error::new(ErrorKind::PermissionDenied, "cannot create a network namespace (run as root)").with_source(e)
+    })?;
     let netns_path = ns.path().to_owned();
-    let mut attached: Vec<(&NetworkList, RuntimeConf)> = Vec::new();
-    let outcome = async {
-        for (i, net) in networks.iter().enumerate() {
-            let rt = runtime_conf(cli, &netns_path, &format!("eth{i}"))?;
-            // DEL must follow every ADD, also a failed one.
-            attached.push((net, rt.clone()));
-            cni.add(net, &rt).await.map_err(|e| e.context(format!("attaching network {:?}", net.name())))?;
-            if signals.load(Ordering::SeqCst) != 0 {
-                return Err(Error::internal("interrupted"));
-            }
-        }
-        exec_in(&ns, command, &signals).await
+    let mut opts = PodOptions::new(&container_id(cli, &netns_path), &netns_path);
+    for (k, v) in args {
+        opts = opts.arg(&k, &v);
     }
-    .await;
+    for (k, v) in caps {
+        opts = opts.capability(&k, v);
+    }
+    // All networks at once; a failed setup has already rolled back what it attached.
+    let outcome = match pod.setup(&opts.clone().cancel(cancel)).await {
+        Ok(_) => Some(exec_in(&ns, command, &signals).await),
+        Err(e) => {
+            report(&e, cli.json);
+            None
+        }
+    };
     let mut cleanup_failed = false;
-    for (net, rt) in attached.iter().rev() {
-        if let Err(e) = cni.del(net, rt).await {
-            report(&e.context(format!("detaching network {:?}", net.name())));
+    if outcome.is_some() {
+        // Detach everything, continuing past failures, without the (maybe cancelled) token.
+        if let Err(e) = pod.remove(&opts).await {
+            report(&e, cli.json);
             cleanup_failed = true;
         }
     }
     if let Err(e) = ns.remove() {
-        report(&Error::internal(format!("removing {}", netns_path.display())).with_source(e));
+        report(&Error::new(ErrorKind::Internal, format!("removing {}", netns_path.display())).with_source(e), cli.json);
         cleanup_failed = true;
     }
     match outcome {
-        Ok(code) if cleanup_failed && code == 0 => Ok(1),
-        other => other,
+        None => Ok(1),
+        Some(Ok(code)) if cleanup_failed && code == 0 => Ok(1),
+        Some(other) => other,
     }
 }
 
 /// Runs the command with the caller's stdio inside `ns`; returns its exit code (128 + signal
 /// when it was killed). Signals to cnitool are forwarded to the command.
 async fn exec_in(ns: &NamedNetns, command: &[String], signals: &AtomicI32) -> Result<u8, Error> {
-    let netns = ns.netns().map_err(|e| Error::internal("cannot open the namespace").with_source(e))?;
+    let netns = ns.netns().map_err(|e| Error::new(ErrorKind::Internal, "cannot open the namespace").with_source(e))?;
     let fd = std::os::fd::AsFd::as_fd(&netns).as_raw_fd();
     let mut cmd = tokio::process::Command::new(&command[0]);
     cmd.args(&command[1..]);
@@ -280,13 +364,16 @@ async fn exec_in(ns: &NamedNetns, command: &[String], signals: &AtomicI32) -> Re
                 .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn().map_err(|e| Error::internal(format!("cannot run {:?}", command[0])).with_source(e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::new(ErrorKind::NotFound, format!("cannot run {:?}", command[0])).with_source(e))?;
     let pid = child.id().map(|p| nix::unistd::Pid::from_raw(p as i32));
     let mut forwarded = 0;
     loop {
         tokio::select! {
             status = child.wait() => {
-                let status = status.map_err(|e| Error::internal("waiting for the command").with_source(e))?;
+                let status = status
+                    .map_err(|e| Error::new(ErrorKind::Internal, "waiting for the command").with_source(e))?;
                 use std::os::unix::process::ExitStatusExt as _;
                 let code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(1);
                 return Ok(u8::try_from(code).unwrap_or(1));
@@ -309,7 +396,7 @@ fn main() -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
-            report(&Error::internal("cannot start the async runtime").with_source(e));
+            report(&Error::new(ErrorKind::Internal, "cannot start the async runtime").with_source(e), cli.json);
             return ExitCode::FAILURE;
         }
     };
@@ -317,7 +404,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            report(&e);
+            report(&e, cli.json);
             ExitCode::FAILURE
         }
     }

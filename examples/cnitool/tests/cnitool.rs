@@ -143,10 +143,66 @@ fn help_and_errors_without_root() {
     let out = env.cnitool(&["add", "nope", "/var/run/netns/x"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.starts_with("cnitool: no net configurations found in"), "{err}");
+    assert!(err.starts_with("cnitool: code=7 (invalid network config) msg=\"no net configurations found in"), "{err}");
     assert!(out.stdout.is_empty());
     let out = env.cnitool(&["run"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "clap usage error: {}", text(&out));
+}
+
+/// An executable shell script `dir/name`.
+fn script(dir: &Path, name: &str, body: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn errors_name_network_plugin_verb_code_msg_and_details() {
+    let env = Env::new("noerr");
+    let bin = tempfile::tempdir().unwrap();
+    script(
+        bin.path(),
+        "busy",
+        r#"cat >/dev/null; echo 'some noise' >&2; printf '{"code":11,"msg":"pool busy","details":"lock held by 42"}'; exit 1"#,
+    );
+    script(bin.path(), "ok", r#"cat >/dev/null; [ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0"}'; exit 0"#);
+    env.write(
+        "10-e.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "errnet", "plugins": [{"type": "ok"}, {"type": "busy", "name": "b1"}]}),
+    );
+    let run = |args: &[&str]| env.cnitool(args).env("CNI_PATH", bin.path()).output().unwrap();
+    let out = run(&["add", "errnet", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err.lines().find(|l| l.starts_with("cnitool: ")).unwrap();
+    assert_eq!(
+        line,
+        "cnitool: network=\"errnet\" plugin=\"busy\" pluginName=\"b1\" verb=ADD ifname=\"eth0\" \
+         code=11 (try again later) msg=\"pool busy\" details=\"lock held by 42\"",
+        "{}",
+        text(&out)
+    );
+
+    let out = run(&["--json", "add", "errnet", "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let doc: Value = serde_json::from_str(err.lines().last().unwrap()).unwrap();
+    assert_eq!(doc["network"], "errnet");
+    assert_eq!(doc["plugin"], "busy");
+    assert_eq!(doc["pluginName"], "b1");
+    assert_eq!(doc["verb"], "ADD");
+    assert_eq!(doc["code"], 11);
+    assert_eq!(doc["codeName"], "TryAgainLater");
+    assert_eq!(doc["msg"], "pool busy");
+    assert_eq!(doc["details"], "lock held by 42");
+    assert_eq!(doc["stderr"], "some noise");
+    assert_eq!(doc["error"], "plugin type=\"busy\" name=\"b1\" failed (add): pool busy; lock held by 42");
+
+    // STATUS of a list older than 1.1.0 says so instead of pretending.
+    let out = run(&["status", "errnet"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "skipped (version 1.0.0 < 1.1.0)");
 }
 
 #[test]
@@ -325,7 +381,7 @@ fn cache_interop_with_go_libcni_both_ways() {
 
 fn our_plugins() -> PathBuf {
     let dir = Path::new(BIN).parent().unwrap().to_owned();
-    for p in ["bridge", "host-local", "loopback"] {
+    for p in ["bridge", "host-local", "loopback", "ptp"] {
         assert!(
             dir.join(p).is_file(),
             "{p} missing in {}: build the workspace (cargo test --workspace does)",
@@ -341,15 +397,26 @@ fn run_with_our_plugins() {
     let _turn = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new("run2");
     env.write("10-run.conflist", &env.bridge_list("ournet", "1.1.0", "10.226.0.0/24"));
+    env.write(
+        "20-ptp.conflist",
+        &json!({"cniVersion": "1.0.0", "name": "ourptp", "plugins": [
+            {"type": "ptp", "ipam": {"type": "host-local", "subnet": "10.218.30.0/24", "dataDir": env.data.path()}}
+        ]}),
+    );
     env.write("99-lo.conf", &json!({"cniVersion": "0.2.0", "name": "lo", "type": "loopback"}));
     let out = env.cnitool(&["run", "--", "ip", "-j", "addr"]).env("CNI_PATH", our_plugins()).output().unwrap();
     assert!(out.status.success(), "{}", text(&out));
     let links: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let eth0 = links.as_array().unwrap().iter().find(|l| l["ifname"] == "eth0").expect("eth0");
-    assert!(
-        eth0["addr_info"].as_array().unwrap().iter().any(|a| a["local"].as_str().unwrap().starts_with("10.226.0."))
-    );
+    let addr_of = |name: &str| -> Vec<String> {
+        let link = links.as_array().unwrap().iter().find(|l| l["ifname"] == name).unwrap_or_else(|| panic!("{name}"));
+        link["addr_info"].as_array().unwrap().iter().map(|a| a["local"].as_str().unwrap().to_owned()).collect()
+    };
+    // Both networks attached at once: eth0 and eth1 in configuration order, lo for loopback.
+    assert!(addr_of("eth0").iter().any(|a| a.starts_with("10.226.0.")), "{links}");
+    assert!(addr_of("eth1").iter().any(|a| a.starts_with("10.218.30.")), "{links}");
+    assert!(addr_of("lo").contains(&"127.0.0.1".to_owned()));
     assert!(cnitool_namespaces().is_empty() && env.leases("ournet").is_empty() && env.cache_entries() == 0);
+    assert!(env.leases("ourptp").is_empty());
     assert_eq!(nat_rules_mentioning("ournet"), 0, "our bridge removed its masquerade rules");
 }
 

@@ -243,11 +243,133 @@ fn env_requested_ip<C>(cx: &Context<C>) -> Result<Option<IpAddr>, Error> {
     }
 }
 
+/// The JSON kind Go's `encoding/json` names in a type error.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "bool",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
+/// Go's decoding of the `ipam` section, for its error messages: a value error stops at once, the
+/// first type error is reported at the end (as `encoding/json` does).
+#[derive(Default)]
+struct GoDecode {
+    type_error: Option<String>,
+}
+
+impl GoDecode {
+    fn type_error(&mut self, v: &serde_json::Value, field: &str, gotype: &str) {
+        if self.type_error.is_none() {
+            self.type_error = Some(type_message(v, field, gotype));
+        }
+    }
+
+    /// A `types.IPNet` (Go's `net.ParseCIDR`; a non-string fails inside its `UnmarshalJSON`).
+    fn cidr(v: &serde_json::Value, field: &str) -> Result<(), String> {
+        match v {
+            serde_json::Value::Null => Ok(()),
+            serde_json::Value::String(s) => {
+                s.parse::<IpNet>().map(|_| ()).map_err(|_| format!("invalid CIDR address: {s}"))
+            }
+            other => Err(type_message(other, field, "string")),
+        }
+    }
+
+    /// A `net.IP` (Go's `net.ParseIP`).
+    fn ip(&mut self, v: &serde_json::Value, field: &str) -> Result<(), String> {
+        match v {
+            serde_json::Value::Null => Ok(()),
+            serde_json::Value::String(s) => {
+                s.parse::<IpAddr>().map(|_| ()).map_err(|_| format!("invalid IP address: {s}"))
+            }
+            other => {
+                self.type_error(other, field, "net.IP");
+                Ok(())
+            }
+        }
+    }
+
+    /// One object of `ranges`.
+    fn range(&mut self, v: &serde_json::Value) -> Result<(), String> {
+        let Some(obj) = v.as_object() else { return Ok(()) };
+        for (k, v) in obj {
+            match k.as_str() {
+                "subnet" => Self::cidr(v, "Range.ipam.ranges.subnet")?,
+                "rangeStart" | "rangeEnd" | "gateway" => self.ip(v, &format!("Range.ipam.ranges.{k}"))?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// One object of `routes` (decoded by `types.Route`'s own `UnmarshalJSON`: every failure
+    /// inside stops at once and names the `routes` field).
+    fn route(v: &serde_json::Value) -> Result<(), String> {
+        let Some(obj) = v.as_object() else { return Ok(()) };
+        for (k, v) in obj {
+            match (k.as_str(), v) {
+                ("dst", _) => Self::cidr(v, "IPAMConfig.ipam.routes")?,
+                ("gw", serde_json::Value::String(s)) if s.parse::<IpAddr>().is_err() => {
+                    return Err(format!("invalid IP address: {s}"));
+                }
+                ("gw", serde_json::Value::String(_) | serde_json::Value::Null) => {}
+                ("gw", other) => return Err(type_message(other, "IPAMConfig.ipam.routes", "net.IP")),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `encoding/json`'s type error: `json: cannot unmarshal <kind> into Go struct field <field> of
+/// type <type>`.
+fn type_message(v: &serde_json::Value, field: &str, gotype: &str) -> String {
+    format!("json: cannot unmarshal {} into Go struct field {field} of type {gotype}", json_kind(v))
+}
+
+/// The values of the `ipam` section that Go's `encoding/json` rejects, worded as Go words them
+/// (`invalid CIDR address: <value>`, `invalid IP address: <value>`, `json: cannot unmarshal
+/// <kind> into Go struct field IPAMConfig.ipam.<key> of type <type>`), in document order.
+fn go_decode_errors(ipam: &serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    use serde_json::Value;
+    let mut d = GoDecode::default();
+    for (key, v) in ipam {
+        let field = format!("IPAMConfig.ipam.{key}");
+        match (key.as_str(), v) {
+            (_, Value::Null) => {}
+            ("subnet", _) => GoDecode::cidr(v, &field)?,
+            ("rangeStart" | "rangeEnd" | "gateway", _) => d.ip(v, &field)?,
+            ("dataDir" | "resolvConf", Value::String(_)) => {}
+            ("dataDir" | "resolvConf", _) => d.type_error(v, &field, "string"),
+            ("ranges", Value::Array(sets)) => {
+                for set in sets {
+                    match set {
+                        Value::Array(ranges) => ranges.iter().try_for_each(|r| d.range(r))?,
+                        Value::Null => {}
+                        other => d.type_error(other, &field, "allocator.RangeSet"),
+                    }
+                }
+            }
+            ("ranges", _) => d.type_error(v, &field, "[]allocator.RangeSet"),
+            ("routes", Value::Array(routes)) => routes.iter().try_for_each(GoDecode::route)?,
+            ("routes", _) => d.type_error(v, &field, "[]*types.Route"),
+            _ => {}
+        }
+    }
+    d.type_error.map_or(Ok(()), Err)
+}
+
 /// Go's `LoadIPAMConfig`: the network's `ipam` section, the `ipRanges` and `ips` capabilities,
 /// `args.cni.ips` and `CNI_ARGS`.
 pub(crate) fn load<C>(cx: &Context<C>) -> Result<IpamConf, Error> {
     let config = cx.config();
     let ipam = config.ipam.as_ref().ok_or_else(|| plain("IPAM config missing 'ipam' key"))?;
+    go_decode_errors(&ipam.extra).map_err(plain)?;
     let raw: RawIpam =
         serde_json::from_value(serde_json::Value::Object(ipam.extra.clone())).map_err(|e| plain(e.to_string()))?;
     validate_network_name(&config.name)?;
@@ -402,5 +524,23 @@ mod tests {
             assert!(validate_network_name(bad).is_err(), "{bad:?}");
         }
         validate_network_name("net-1.a_b").unwrap();
+    }
+
+    #[test]
+    fn decode_errors_carry_the_value_as_gos() {
+        let e = |v: serde_json::Value| go_decode_errors(v.as_object().unwrap()).unwrap_err();
+        assert_eq!(e(serde_json::json!({"subnet": "10.239.1.0/33"})), "invalid CIDR address: 10.239.1.0/33");
+        assert_eq!(
+            e(serde_json::json!({"ranges": [[{"subnet": "10.239.1.0/24", "rangeEnd": "10.239.1.300"}]]})),
+            "invalid IP address: 10.239.1.300"
+        );
+        assert_eq!(e(serde_json::json!({"routes": [{"dst": "default"}]})), "invalid CIDR address: default");
+        // A value error stops decoding; the first type error is reported when none comes.
+        assert_eq!(e(serde_json::json!({"dataDir": 5, "gateway": "gw"})), "invalid IP address: gw");
+        assert_eq!(
+            e(serde_json::json!({"dataDir": 5, "ranges": {}})),
+            "json: cannot unmarshal number into Go struct field IPAMConfig.ipam.dataDir of type string"
+        );
+        go_decode_errors(serde_json::json!({"subnet": "10.239.1.0/24", "dataDir": null}).as_object().unwrap()).unwrap();
     }
 }

@@ -80,3 +80,44 @@ pub fn expect_ok(what: &str, out: &Output) -> Value {
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 }
+
+/// containerd's go-cni front end (`tests/interop/gocni-tool.go`): `$GOCNI_TOOL`, else built
+/// into `<workspace>/target/interop/gocni-tool` by `tests/interop/build-gocni.sh` (once per
+/// test process; the script does nothing when the binary is up to date).
+///
+/// # Panics
+/// When it cannot be built (the script needs root to install Debian's Go packages).
+pub fn gocni_tool() -> PathBuf {
+    static BUILT: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    if let Some(p) = std::env::var_os("GOCNI_TOOL") {
+        return PathBuf::from(p);
+    }
+    let built = BUILT.get_or_init(|| {
+        let root = crate::workspace_root();
+        let out = root.join("target/interop/gocni-tool");
+        let run = Command::new("bash").arg(root.join("tests/interop/build-gocni.sh")).arg(&out).output();
+        match run {
+            Ok(o) if o.status.success() => Ok(out),
+            Ok(o) => Err(format!("build-gocni.sh failed: {}", String::from_utf8_lossy(&o.stderr))),
+            Err(e) => Err(format!("cannot run bash: {e}")),
+        }
+    });
+    match built {
+        Ok(p) => p.clone(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// go-cni's `verb` (`setup`, `setup-serial`, `check`, `remove`) through [`gocni_tool`], run
+/// from the namespace `host` on `ctr`, with more flags (`-confdir`, `-plugin-dirs`, `-id`,
+/// `-lo`, `-portmap`, `-label`); the plugins inherit its environment.
+pub fn gocni_cmd(host: &Netns, ctr: &Netns, verb: &str, flags: &[&str]) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", &host.name]).arg(gocni_tool()).arg(verb).args(["-netns", &ctr.path()]).args(flags);
+    cmd
+}
+
+/// Runs [`gocni_cmd`].
+pub fn gocni(host: &Netns, ctr: &Netns, verb: &str, flags: &[&str]) -> Output {
+    gocni_cmd(host, ctr, verb, flags).output().expect("run gocni-tool")
+}
