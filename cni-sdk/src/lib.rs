@@ -59,6 +59,7 @@ pub mod firewall;
 mod guard;
 pub mod kit;
 pub mod logging;
+pub mod multicall;
 pub mod net;
 pub mod netns;
 mod options;
@@ -232,7 +233,9 @@ macro_rules! main {
 /// }
 /// ```
 ///
-/// Invoked under its own name, the first argument selects the plugin (`cni-plugins bridge`).
+/// Invoked under its own name, the first argument selects the plugin (`cni-plugins bridge`),
+/// and `cni-plugins install DIR` lays out the binary and one link per plugin in `DIR`
+/// atomically (see [`multicall`](mod@crate::multicall)).
 #[macro_export]
 macro_rules! multicall {
     ($binary:literal; $($plugin:ty),+ $(,)?) => {

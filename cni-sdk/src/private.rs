@@ -63,25 +63,17 @@ pub fn default_plugin<P: Default>() -> P {
 
 /// The process entry of a multi-call binary: runs the entry whose name is the file name this
 /// binary was invoked as (a symlink or hardlink named `bridge`, `host-local`, …), or the first
-/// argument when invoked under its own name (`cni-plugins bridge`).
+/// argument when invoked under its own name (`cni-plugins bridge`); `install` and `list` are
+/// commands of the binary itself (see [`crate::multicall`]).
 #[allow(clippy::exit)]
 pub fn multicall(binary: &str, entries: &[(&str, fn() -> !)]) -> ! {
-    let mut args = std::env::args_os();
-    let argv0 = args.next().unwrap_or_default();
-    let called = std::path::Path::new(&argv0).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let wanted = if called == binary {
-        args.next().map(|a| a.to_string_lossy().into_owned()).unwrap_or_default()
-    } else {
-        called
-    };
-    if let Some((_, entry)) = entries.iter().find(|(name, _)| *name == wanted) {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
+    let invocation = crate::multicall::parse(binary, &args);
+    if let crate::multicall::Invocation::Plugin(wanted) = &invocation
+        && let Some((_, entry)) = entries.iter().find(|(name, _)| name == wanted)
+    {
         entry();
     }
-    let names: Vec<&str> = entries.iter().map(|(n, _)| *n).collect();
-    let _ = writeln!(
-        std::io::stderr(),
-        "{binary}: invoked as {wanted:?}; install this binary (symlink or hardlink) under one of these names: {}",
-        names.join(", ")
-    );
-    std::process::exit(1)
+    std::process::exit(crate::multicall::run_command(binary, &names, invocation))
 }

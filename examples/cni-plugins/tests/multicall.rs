@@ -62,7 +62,72 @@ fn own_name_takes_the_plugin_from_the_first_argument() {
     let (code, _, stderr) = run(Path::new(BIN), &["bogus"], &[], "");
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("one of these names: bridge, ptp, host-local, loopback, passthrough, route-override, multi"),
+        stderr.contains("one of these names: bridge, ptp, host-local, loopback, passthrough, route-override, multi,"),
         "{stderr}"
     );
+}
+
+/// Every plugin of the suite, as `cni-plugins list` prints them.
+const SUITE: [&str; 22] = [
+    "bridge",
+    "ptp",
+    "host-local",
+    "loopback",
+    "passthrough",
+    "route-override",
+    "multi",
+    "macvlan",
+    "ipvlan",
+    "vlan",
+    "host-device",
+    "dummy",
+    "tap",
+    "static",
+    "dhcp",
+    "tuning",
+    "portmap",
+    "firewall",
+    "bandwidth",
+    "sbr",
+    "vrf",
+    "cni-plugins",
+];
+
+#[test]
+fn install_lays_out_every_plugin_and_each_link_answers_as_its_plugin() {
+    let (code, listed, _) = run(Path::new(BIN), &["list"], &[], "");
+    assert_eq!(code, 0);
+    let listed: Vec<&str> = listed.lines().collect();
+    // Every name listed is a plugin of Go's suite (or an example of ours), and no name twice.
+    let mut unique = listed.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), listed.len(), "{listed:?}");
+    assert!(listed.iter().all(|n| SUITE.contains(n)), "{listed:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, stdout, stderr) = run(Path::new(BIN), &["install", dir.path().to_str().unwrap()], &[], "");
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), listed.len() + 1, "{stdout}");
+    for name in &listed {
+        let link = dir.path().join(name);
+        assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("cni-plugins"), "{name}");
+        let (code, stdout, _) = run(&link, &[], &[("CNI_COMMAND", "VERSION")], "{\"cniVersion\":\"1.0.0\"}");
+        assert_eq!(code, 0, "{name}");
+        let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert!(v["supportedVersions"].as_array().is_some_and(|a| !a.is_empty()), "{name}: {stdout}");
+    }
+    // Installing again replaces everything in place and leaves no temporary file.
+    let (code, _, stderr) =
+        run(Path::new(BIN), &["install", dir.path().to_str().unwrap(), "--only", "bridge"], &[], "");
+    assert_eq!(code, 0, "{stderr}");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let (code, _, stderr) = run(Path::new(BIN), &["install"], &[], "");
+    assert_eq!(code, 1);
+    assert!(stderr.contains("install needs a directory") && stderr.contains("usage:"), "{stderr}");
 }

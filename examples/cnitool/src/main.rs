@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Parser, Subcommand};
-use cni_sdk::ErrorKind;
 use cni_sdk::netns::NamedNetns;
 use cni_sdk::runtime::{
     CancelToken, CniRuntime, Error, NetworkList, PodNetworks, PodOptions, RuntimeConf, load_all, load_network,
 };
+use cni_sdk::{Attachment, ErrorKind};
 use serde_json::{Map, Value};
 use sha2::{Digest as _, Sha512};
 
@@ -76,8 +76,16 @@ enum Cmd {
     Check { net: String, netns: PathBuf },
     /// DEL the network from the namespace.
     Del { net: String, netns: PathBuf },
-    /// GC: delete every cached attachment of the network (as upstream cnitool, no valid list).
-    Gc { net: String, netns: Option<PathBuf> },
+    /// GC: DEL every cached attachment of the network except the --keep ones, then send GC
+    /// with the kept ones as the valid attachments (without --keep, as upstream cnitool:
+    /// everything of the network is released).
+    Gc {
+        net: String,
+        netns: Option<PathBuf>,
+        /// An attachment that is still valid, as CONTAINERID/IFNAME (repeatable).
+        #[arg(long = "keep", value_name = "CONTAINERID/IFNAME", value_parser = parse_attachment)]
+        keep: Vec<Attachment>,
+    },
     /// STATUS of the network's plugins.
     Status { net: String, netns: Option<PathBuf> },
     /// Print the versions a plugin supports.
@@ -239,7 +247,10 @@ async fn dispatch(cli: &Cli) -> Result<u8, Error> {
         }
         Cmd::Check { net, netns } => cni.check(&load(net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
         Cmd::Del { net, netns } => cni.del(&load(net)?, &runtime_conf(cli, netns, &cli.ifname)?).await?,
-        Cmd::Gc { net, .. } => cni.gc(&load(net)?, None).await?,
+        Cmd::Gc { net, keep, .. } => {
+            let valid = (!keep.is_empty()).then_some(keep.as_slice());
+            cni.gc(&load(net)?, valid).await?;
+        }
         Cmd::Status { net, .. } => println!("{}", cni.status(&load(net)?).await?),
         Cmd::Version { plugin } => {
             let info = cni.version_info(plugin).await?;
@@ -252,6 +263,16 @@ async fn dispatch(cli: &Cli) -> Result<u8, Error> {
         Cmd::Run { nets, command } => return run(cli, &cni, nets, command).await,
     }
     Ok(0)
+}
+
+/// Parses `--keep CONTAINERID/IFNAME`.
+fn parse_attachment(s: &str) -> Result<Attachment, String> {
+    match s.split_once('/') {
+        Some((id, ifname)) if !id.is_empty() && !ifname.is_empty() && !ifname.contains('/') => {
+            Ok(Attachment { container_id: id.to_owned(), ifname: ifname.to_owned() })
+        }
+        _ => Err(format!("expected CONTAINERID/IFNAME, got {s:?}")),
+    }
 }
 
 /// Picks the networks for `run`.

@@ -259,11 +259,29 @@ pub struct Call {
     pub env: Vec<(String, String)>,
 }
 
+/// The environment variable that redirects plugin binaries to a directory of links to the
+/// multi-call binary (`cni-plugins install DIR`), so the same black-box tests run against it.
+pub const PLUGIN_DIR_ENV: &str = "CNI_TEST_PLUGIN_DIR";
+
+/// The binary to run for `bin`: `$CNI_TEST_PLUGIN_DIR/<file name of bin>` when that variable is
+/// set and the file exists there, else `bin` itself.
+pub fn plugin_bin(bin: impl AsRef<Path>) -> PathBuf {
+    let bin = bin.as_ref();
+    if let (Some(dir), Some(name)) = (std::env::var_os(PLUGIN_DIR_ENV), bin.file_name()) {
+        let redirected = Path::new(&dir).join(name);
+        if redirected.exists() {
+            return redirected;
+        }
+    }
+    bin.to_owned()
+}
+
 impl Call {
-    /// `cmd` of `bin` with `conf` for container `cid`, interface `eth0`, `CNI_PATH` = Go's plugins.
+    /// `cmd` of `bin` with `conf` for container `cid`, interface `eth0`, `CNI_PATH` = Go's
+    /// plugins. `bin` is redirected by [`PLUGIN_DIR_ENV`] (see [`plugin_bin`]).
     pub fn new(bin: impl AsRef<Path>, cmd: &str, conf: &Value, cid: &str) -> Self {
         Self {
-            bin: bin.as_ref().to_owned(),
+            bin: plugin_bin(bin),
             host: None,
             cmd: cmd.to_owned(),
             stdin: conf.to_string().into_bytes(),
@@ -393,7 +411,7 @@ impl Call {
 /// Runs `bin` with exactly the environment `env` (nothing inherited) and `stdin`: for tests of
 /// the protocol edges (missing or malformed variables) that [`Call`] would fill in.
 pub fn exec(bin: impl AsRef<Path>, env: &[(&str, &str)], stdin: &[u8]) -> Run {
-    let bin = bin.as_ref();
+    let bin = &plugin_bin(bin);
     let child = Command::new(bin)
         .env_clear()
         .envs(env.iter().copied())
