@@ -17,6 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!(ErrorCode::from(142), ErrorCode::Plugin(142));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// 1: incompatible CNI version.
     IncompatibleCniVersion,
