@@ -26,7 +26,7 @@
 //! `#[cni_plugin]` writes `main`: it reads the `CNI_*` environment and stdin, negotiates the
 //! version, validates identifiers, runs the method on a current-thread runtime, prints the
 //! result in the configuration's version (or one error object) and exits. See [`dispatch`] for
-//! the exact protocol behaviour, [`logging`] for log settings and [`testing`] for in-process
+//! the exact protocol behaviour, [`logging`] for log settings and `testing` (feature `test-util`) for in-process
 //! tests.
 //!
 //! Beyond the dispatcher:
@@ -197,7 +197,7 @@ pub mod __private;
 /// prints the result or error and exits with the matching status. The generated code only
 /// names `::cni_sdk` (or the `crate` path) and `::core`, and is free of warnings under
 /// strict lints such as `#![deny(missing_docs, unused_qualifications, clippy::pedantic)]`.
-/// To test a plugin without running a process, see [`testing`].
+/// To test a plugin without running a process, see the `testing` module (feature `test-util`).
 ///
 /// # Compile-time checks
 ///

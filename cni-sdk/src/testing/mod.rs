@@ -6,7 +6,7 @@
 //! [`Outcome`]. Nothing touches the process environment, so tests run in parallel.
 //!
 //! **Nothing touches the host unless a test asks for it**: a `PluginTest` runs with a fresh
-//! [`FakeNetwork`](crate::net::fake::FakeNetwork) (holding a namespace for [`TEST_NETNS`]) and an
+//! [`FakeNetwork`] (holding a namespace for [`TEST_NETNS`]) and an
 //! empty [`InProcessExec`] (every delegation fails as "plugin not found") until the test gives
 //! its own ([`PluginTest::network`], [`PluginTest::exec`]) or opts in to the real kernel and
 //! real plugin processes with [`PluginTest::kernel`]. The builder's calls can come in any order.
@@ -44,7 +44,7 @@
 //!
 //! With [`PluginTest::network`] the plugin's [`Context::host_net`](crate::Context::host_net) and
 //! [`Context::container_net`](crate::Context::container_net) are namespaces of a
-//! [`FakeNetwork`](crate::net::fake::FakeNetwork); with [`PluginTest::exec`] delegated plugins
+//! [`FakeNetwork`]; with [`PluginTest::exec`] delegated plugins
 //! (IPAM) are served in-process. A whole ADD / CHECK / DEL cycle, without root:
 //!
 //! ```
