@@ -327,13 +327,13 @@ async fn forward_from_a_plugin_method() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-        let stdin = serde_json::to_vec(&conf(0)).unwrap();
+        let stdin = serde_json::to_vec(&conf(false)).unwrap();
         let resp = daemon::forward(&socket, &daemon::WireRequest::new(env.clone(), &stdin)).await.unwrap();
         let result = resp.outcome("1.0.0").unwrap().expect("ADD prints a result");
         assert_eq!(result.ips[0].address.to_string(), "10.235.0.3/24");
 
         // A failure comes back as the daemon's error object, code and message kept.
-        let mut bad = conf(0);
+        let mut bad = conf(false);
         bad["cniVersion"] = json!("9.9.9");
         let stdin = serde_json::to_vec(&bad).unwrap();
         let resp = daemon::forward(&socket, &daemon::WireRequest::new(env.clone(), &stdin)).await.unwrap();
@@ -343,7 +343,7 @@ async fn forward_from_a_plugin_method() {
         // DEL succeeds silently.
         let mut del = env;
         del.insert("CNI_COMMAND".into(), "DEL".into());
-        let stdin = serde_json::to_vec(&conf(0)).unwrap();
+        let stdin = serde_json::to_vec(&conf(false)).unwrap();
         let resp = daemon::forward(&socket, &daemon::WireRequest::new(del, &stdin)).await.unwrap();
         assert!(resp.outcome("1.0.0").unwrap().is_none());
 
@@ -351,7 +351,7 @@ async fn forward_from_a_plugin_method() {
         let second = Daemon::builder(Slow::default()).socket(&socket).build().unwrap();
         let err = second.serve(async {}).await.unwrap_err();
         assert!(err.message().contains("address already in use"), "{}", err.message());
-        assert_eq!(shim(&socket, "ADD", "c2", "/nonexistent", conf(0)).await.code, 0, "the first one still serves");
+        assert_eq!(shim(&socket, "ADD", "c2", "/nonexistent", conf(false)).await.code, 0, "the first one still serves");
     })
     .await;
     let missing = Path::new("/nonexistent/d.sock");
@@ -378,7 +378,7 @@ async fn with_daemon_at(socket: &Path) {
         let mut out = None;
         for _ in 0..100 {
             if std::os::unix::net::UnixStream::connect(socket).is_ok() {
-                out = Some(shim(socket, "ADD", "c1", "/nonexistent", conf(0)).await);
+                out = Some(shim(socket, "ADD", "c1", "/nonexistent", conf(false)).await);
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
