@@ -83,6 +83,7 @@ const HEADER: usize = 12;
 
 /// Why a frame was rejected.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum WireError {
     /// The peer closed the connection (or sent less than a header).
     #[error("connection closed before a complete frame was received")]
@@ -606,6 +607,7 @@ fn print_error(stdout: &mut dyn Write, err: &Error, version: &str) -> i32 {
 
 /// Why [`forward`] got no answer.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ForwardError {
     /// The daemon's socket could not be connected to (missing, refused, no permission): the
     /// daemon is not running.

@@ -118,7 +118,8 @@ impl ErrorKind {
             ErrorCode::TryAgainLater => Self::TryAgainLater,
             ErrorCode::PluginNotAvailable | ErrorCode::LimitedConnectivity => Self::NotAvailable,
             ErrorCode::Plugin(_) => Self::Plugin,
-            ErrorCode::Internal | ErrorCode::Reserved(_) => Self::Internal,
+            // Codes a later spec names fall back to internal until they get a kind of their own.
+            _ => Self::Internal,
         }
     }
 

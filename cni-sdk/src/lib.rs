@@ -26,25 +26,60 @@
 //! `#[cni_plugin]` writes `main`: it reads the `CNI_*` environment and stdin, negotiates the
 //! version, validates identifiers, runs the method on a current-thread runtime, prints the
 //! result in the configuration's version (or one error object) and exits. See [`dispatch`] for
-//! the exact protocol behaviour, [`logging`] for log settings and [`testing`] for in-process
+//! the exact protocol behaviour, [`logging`] for log settings and `testing` (feature `test-util`) for in-process
 //! tests.
 //!
 //! Beyond the dispatcher:
 //!
 //! * [`netns`] and [`net`]: network namespaces handled without ever switching an async worker,
-//!   and namespace-bound netlink handles with an in-memory fake ([`net::fake::FakeNetwork`]) for
-//!   tests that need no root;
+//!   and namespace-bound netlink handles with an in-memory fake (`net::fake::FakeNetwork`,
+//!   feature `test-util`) for tests that need no root;
+//! * [`kit`]: the building blocks Go's reference plugins share (`plugins/pkg`): configure an
+//!   interface from a result, CHECK helpers, veth setup, an ADD undo stack, IPAM helpers,
+//!   Go's error wording;
 //! * [`delegate`] and [`exec`]: calling IPAM and other plugins, with rollback, timeouts and
 //!   in-process fakes;
-//! * [`daemon`]: a thin shim binary in front of a long-running daemon; [`multicall!`]: several
+//! * `firewall`: iptables and nftables rules in one model, with Go's chain names and IP
+//!   masquerading;
+//! * `daemon`: a thin shim binary in front of a long-running daemon; [`multicall!`]: several
 //!   plugins in one binary;
-//! * [`runtime`]: the runtime side (a libcni equivalent) used by `cnitool`.
+//! * `runtime`: the runtime side (a libcni equivalent) used by `cnitool`;
+//! * `testing`: run a plugin in-process, as a runtime would, on fakes by default.
 //!
-//! Starting a new plugin: the cargo-generate template in `templates/plugin`. Porting an
-//! existing networking project: the [porting guide].
+//! # Cargo features
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `macros` | yes | [`cni_plugin`] (the `cni-macros` crate) |
+//! | `netlink` | yes | the kernel backend of [`net`] (rtnetlink) and [`netns`]; without it `Net` handles come only from a fake |
+//! | `exec` | yes | `exec::ProcessExec`: other plugins run as processes found in `CNI_PATH` (delegation in a plugin binary) |
+//! | `firewall` | no | the `firewall` module |
+//! | `daemon` | no | the `daemon` module |
+//! | `runtime` | no | the `runtime` module (implies `exec`) |
+//! | `test-util` | no | the `testing` module and the fakes `net::fake` and `firewall::fake` |
+//!
+//! With `default-features = false` the crate is the dispatcher, the [`Plugin`] trait, the
+//! error model and the spec types ([`types`]): enough for a plugin that touches no namespace.
+//! Items that need a feature say so in their documentation (docs.rs shows every feature).
+//!
+//! # Guides
+//!
+//! Starting a new plugin: the cargo-generate template in [`templates/`] (variants `main`,
+//! `chained` and `ipam`). The guides in [`docs/`]: [writing a plugin], [testing],
+//! [delegation and chaining], [daemon-backed plugins], [the plugin kit], [porting an existing
+//! project].
+//!
+//! Minimum supported Rust version: 1.88 (let chains; edition 2024). Linux only.
 //!
 //! [Container Network Interface]: https://github.com/containernetworking/cni
-//! [porting guide]: https://github.com/cni-rs/cni-rs/blob/main/docs/porting.md
+//! [`templates/`]: https://github.com/cni-rs/cni-rs/tree/main/templates
+//! [`docs/`]: https://github.com/cni-rs/cni-rs/tree/main/docs
+//! [writing a plugin]: https://github.com/cni-rs/cni-rs/blob/main/docs/writing-a-plugin.md
+//! [testing]: https://github.com/cni-rs/cni-rs/blob/main/docs/testing.md
+//! [delegation and chaining]: https://github.com/cni-rs/cni-rs/blob/main/docs/delegation.md
+//! [daemon-backed plugins]: https://github.com/cni-rs/cni-rs/blob/main/docs/daemon.md
+//! [the plugin kit]: https://github.com/cni-rs/cni-rs/blob/main/docs/kit.md
+//! [porting an existing project]: https://github.com/cni-rs/cni-rs/blob/main/docs/porting.md
 #![warn(missing_docs)]
 
 mod context;
@@ -134,21 +169,27 @@ pub mod __private;
 /// | `go_strict` or `go_strict = true` / `false` | Require `CNI_PATH` like Go's `skel` (see [`PluginOptions::go_strict`]). | `false` |
 /// | `init = MyPlugin::new` | A path to a function taking no arguments, which is called to make the plugin value. | [`Default::default`] |
 /// | `init = <expression>` | Any other expression is the plugin value itself, e.g. `init = MyPlugin { mtu: 1500 }`. So is a path whose last segment is capitalised, like a unit struct (`init = MyPlugin`) or a constant (`init = plugins::DEFAULT`). | |
+/// | `name = "my-plugin"` | The name the plugin answers to in a multi-call binary ([`multicall!`]), [`PluginEntry::NAME`]. | the package name |
+/// | `main = false` | Write no `main`: for a plugin type in a library crate, run by a binary with [`main!`] or [`multicall!`]. | `true` |
 /// | `crate = "path"` or `crate = path` | Where `cni_sdk` is, for crates that re-export it, e.g. `crate = "my_toolkit::cni"`. | `::cni_sdk` |
 ///
 /// # What it generates
 ///
-/// The impl block unchanged, followed by
+/// The impl block unchanged, followed by an implementation of [`PluginEntry`] and (unless
+/// `main = false`) a `main`:
 ///
 /// ```text
-/// fn main() {
-///     let plugin: MyPlugin = MyPlugin::new();                  // from `init`
-///     ::cni_sdk::__private::main::<MyPlugin>(
-///         plugin,
+/// impl ::cni_sdk::PluginEntry for MyPlugin {
+///     const NAME: &'static str = "my-plugin";                  // from `name`
+///     fn options() -> ::cni_sdk::PluginOptions {
 ///         ::cni_sdk::__private::options("CNI my plugin v0.1",  // from `about`
 ///             Some(&["1.0.0", "1.1.0"]),                      // from `versions`; None: all
-///             true),                                          // from `go_strict`
-///     )
+///             true)                                           // from `go_strict`
+///     }
+///     fn create() -> Self { MyPlugin::new() }                 // from `init`
+/// }
+/// fn main() {
+///     ::cni_sdk::__private::run::<MyPlugin>()        // = cni_sdk::run::<MyPlugin>()
 /// }
 /// ```
 ///
@@ -157,7 +198,7 @@ pub mod __private;
 /// prints the result or error and exits with the matching status. The generated code only
 /// names `::cni_sdk` (or the `crate` path) and `::core`, and is free of warnings under
 /// strict lints such as `#![deny(missing_docs, unused_qualifications, clippy::pedantic)]`.
-/// To test a plugin without running a process, see [`testing`].
+/// To test a plugin without running a process, see the `testing` module (feature `test-util`).
 ///
 /// # Compile-time checks
 ///
@@ -248,7 +289,8 @@ macro_rules! multicall {
     };
 }
 
-/// The README's examples, compiled as doctests.
+/// The crate README's examples, compiled as doctests (the workspace README and the guides are
+/// compiled by the `cni-tests` package).
 #[cfg(doctest)]
-#[doc = include_str!("../../README.md")]
+#[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -318,6 +318,7 @@ async fn add_output_is_converted_to_the_config_version() {
                 assert_eq!(doc["routes"][0]["priority"], 10);
                 assert!(doc["ips"][0].get("version").is_none());
             }
+            family => panic!("no expectations for {family:?}"),
         }
         // Printed like Go: four-space indentation.
         assert!(out.stdout_text().contains("\n    \"cniVersion\""), "{}", out.stdout_text());

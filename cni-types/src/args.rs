@@ -25,6 +25,7 @@ pub struct CniArgs {
 
 /// Why `CNI_ARGS` could not be used; the messages are Go's.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ArgsError {
     /// A pair without exactly one `=`.
     #[error("ARGS: invalid pair {0:?}")]

@@ -72,6 +72,7 @@ fn de_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
 
 /// Why a cache file could not be read.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CacheError {
     /// Not JSON.
     #[error("failed to parse cache file: {0}")]

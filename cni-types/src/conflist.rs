@@ -70,6 +70,7 @@ fn plugins_or_empty<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Map<String, V
 
 /// Why a configuration (list) was rejected; messages follow libcni.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// Not JSON, or a key has the wrong type.
     #[error("error parsing configuration list: {0}")]

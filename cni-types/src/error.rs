@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert_eq!("InvalidNetworkConfig".parse::<ErrorCode>(), Ok(ErrorCode::InvalidNetworkConfig));
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// 1: incompatible CNI version.
     IncompatibleCniVersion,

@@ -35,6 +35,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Minimum supported Rust version: 1.88. No cargo features, no `unsafe`.
+//!
 //! [CNI specification]: https://github.com/containernetworking/cni/blob/main/SPEC.md
 #![warn(missing_docs)]
 
@@ -64,3 +66,8 @@ pub use mac::{HardwareAddr, MacAddr};
 pub use result::{CniResult, Dns, Interface, IpConfig, ResultError, Route, WireResult};
 pub use version::{ResultFamily, Semver, SpecVersion, VersionError};
 pub use version_info::{Attachment, VersionInfo, VersionInfoError};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -26,6 +26,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// assert!("1.0".parse::<SpecVersion>().is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[non_exhaustive]
 pub enum SpecVersion {
     /// 0.1.0: ADD/DEL, `ip4`/`ip6` results.
     V0_1_0,
@@ -45,6 +46,7 @@ pub enum SpecVersion {
 
 /// The result wire shape a version uses (Go's type packages `020`, `040` and `100`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+#[non_exhaustive]
 pub enum ResultFamily {
     /// 0.1.0 and 0.2.0: `ip4` / `ip6` objects.
     V02,
@@ -244,6 +246,7 @@ impl FromStr for Semver {
 
 /// Why a version string was not accepted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum VersionError {
     /// Well-formed or not, the string is not one of the seven published versions.
     #[error("unsupported CNI version {0:?}")]

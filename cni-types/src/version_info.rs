@@ -26,6 +26,7 @@ pub struct VersionInfo {
 
 /// Why a VERSION reply could not be decoded (libcni's `PluginDecoder`).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum VersionInfoError {
     /// Not JSON.
     #[error("decoding version info: {0}")]

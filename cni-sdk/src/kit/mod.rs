@@ -2,7 +2,7 @@
 //! `pkg/ipam`, `pkg/utils`), for plugins written on the SDK.
 //!
 //! Everything works on [`Net`](crate::net::Net) handles, so it runs against the kernel in a
-//! plugin binary and against a [`FakeNetwork`](crate::net::fake::FakeNetwork) in tests, and it
+//! plugin binary and against a `FakeNetwork` (`net::fake`, feature `test-util`) in tests, and it
 //! reproduces Go's behaviour and error texts where a drop-in replacement needs them.
 //!
 //! | Go (`containernetworking/plugins`) | here |

@@ -182,6 +182,7 @@ impl Dns {
 
 /// Why a result could not be read or converted.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ResultError {
     /// The document is not JSON or does not have the shape of its version.
     #[error("failed to parse {version} result: {source}")]

@@ -145,6 +145,7 @@ pub struct Result100 {
 
 /// A result in the wire form of its version.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum WireResult {
     /// 0.1.0 / 0.2.0.
     V02(Result020),

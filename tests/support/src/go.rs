@@ -1,5 +1,5 @@
 //! Debian's Go reference plugins (`containernetworking-plugins`) and the Go libcni front end
-//! (`libcni-cnitool`, built by `../shared/interop/build.sh`), the interop peers of the tests.
+//! (`libcni-cnitool`, built by `scripts/build-interop`), the interop peers of the tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -31,7 +31,7 @@ pub fn libcni_cnitool() -> PathBuf {
         .unwrap_or_else(|| crate::workspace_root().join("target/interop/libcni-cnitool"));
     assert!(
         p.is_file(),
-        "{} missing: run bash ../shared/interop/build.sh target/interop/libcni-cnitool (the README's test command does)",
+        "{} missing: run scripts/build-interop (the README's test command, scripts/test, does)",
         p.display()
     );
     p
