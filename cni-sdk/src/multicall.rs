@@ -206,9 +206,9 @@ pub(crate) fn run_command(binary: &str, names: &[&str], invocation: Invocation) 
             1
         }
         Invocation::Plugin(name) => {
-            let _ = write!(
+            let _ = writeln!(
                 err,
-                "{binary}: invoked as {name:?}; install this binary (symlink or hardlink) under one of these names: {}\n",
+                "{binary}: invoked as {name:?}; install this binary (symlink or hardlink) under one of these names: {}",
                 names.join(", ")
             );
             1

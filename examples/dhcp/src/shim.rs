@@ -60,7 +60,7 @@ pub(crate) async fn forward<C>(cx: &Context<C>) -> Result<Option<CniResult>> {
     let response = match daemon::forward(&socket, &request).await {
         Ok(r) => r,
         Err(ForwardError::Connect(e)) => return unreachable(cx, &socket, &e),
-        Err(ForwardError::Exchange(e)) => return Err(Error::internal(format!("error calling {method}: {e}"))),
+        Err(e) => return Err(Error::internal(format!("error calling {method}: {e}"))),
     };
     if let Ok(err) = response.stderr_bytes()
         && !err.is_empty()
