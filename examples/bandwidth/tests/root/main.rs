@@ -2,6 +2,7 @@
 //! namespace too): kernel state, Go differential and interop, and the Go libcni chain.
 //! `cargo test -p bandwidth -- --include-ignored` (as root).
 
+mod chain;
 mod common;
 mod differential;
 mod interop;
