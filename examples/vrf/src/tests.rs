@@ -342,3 +342,28 @@ async fn fake_only_copied_routes_keep_their_attributes() {
     let connected = routes.iter().find(|r| r.dst == net("10.226.90.0/24")).unwrap();
     assert_eq!(connected.protocol, RouteProtocol::Kernel, "the kernel's own, in the VRF's table");
 }
+
+#[tokio::test]
+async fn fake_only_an_ipv6_route_refused_while_addresses_settle_is_tried_again() {
+    let env = Env::new().await;
+    let refusals = std::sync::atomic::AtomicUsize::new(0);
+    env.world.fail_when(move |op| {
+        (op.kind == OpKind::ReplaceRoute
+            && op.detail.starts_with("::/0")
+            && refusals.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2)
+            .then(|| NetError::from_errno(113, "injected"))
+    });
+    env.test(Command::Add, json!({})).run().await.expect_result();
+    assert_eq!(env.table(1).await, TABLE1);
+    let tries = env.world.ops_of(OpKind::ReplaceRoute).into_iter().filter(|op| op.detail.starts_with("::/0")).count();
+    assert_eq!(tries, 3);
+    // An IPv4 route is not retried.
+    let env = Env::new().await;
+    env.world.fail_when(|op| {
+        (op.kind == OpKind::ReplaceRoute && op.detail.starts_with("0.0.0.0/0"))
+            .then(|| NetError::from_errno(101, "injected"))
+    });
+    let e = env.test(Command::Add, json!({})).run().await.expect_error(ErrorCode::Internal);
+    assert_eq!(e.msg, "cmdAdd failed: could not add route '0.0.0.0/0 via 10.226.90.1 table 1': network is unreachable");
+    assert!(env.vrfs().await.is_empty());
+}
