@@ -3,6 +3,7 @@
 //! plugin's own (host) namespace.
 
 use std::process::Command;
+#[cfg(test)]
 use std::sync::Mutex;
 
 /// The bridge-port operations beyond [`cni_sdk::net::Net`].
@@ -59,24 +60,36 @@ impl L2Tools for Iproute2 {
 }
 
 /// Records the operations (tests).
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct RecordingL2 {
     log: Mutex<Vec<String>>,
+    /// Operations starting with this text fail (as iproute2 would report it).
+    fail: Mutex<Option<String>>,
 }
 
-#[allow(dead_code)]
+#[cfg(test)]
 impl RecordingL2 {
     /// What was done, in order.
     pub(crate) fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
 
+    /// Makes the operations whose log line starts with `prefix` fail.
+    pub(crate) fn fail_on(&self, prefix: &str) {
+        *self.fail.lock().unwrap() = Some(prefix.to_owned());
+    }
+
     fn push(&self, s: String) -> Result<(), String> {
+        if self.fail.lock().unwrap().as_deref().is_some_and(|p| s.starts_with(p)) {
+            return Err("RTNETLINK answers: Operation not supported".to_owned());
+        }
         self.log.lock().unwrap().push(s);
         Ok(())
     }
 }
 
+#[cfg(test)]
 impl L2Tools for RecordingL2 {
     fn set_vlan_filtering(&self, bridge: &str) -> Result<(), String> {
         self.push(format!("vlan_filtering {bridge}"))

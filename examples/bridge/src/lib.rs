@@ -9,6 +9,7 @@
 
 mod config;
 mod l2;
+mod spoofchk;
 #[cfg(test)]
 mod tests;
 
@@ -19,14 +20,17 @@ use cni_sdk::net::{Link, Net, NetErrorKind};
 use cni_sdk::{CniResult, Context, Error, Interface, Plugin, Result, Route, cni_plugin};
 use ipnet::IpNet;
 
+use cni_sdk::firewall::Firewall;
 use cni_sdk::firewall::ipmasq::{Attachment, IpMasq};
 use config::Loaded;
 pub use config::{BridgeConf, VlanTrunk};
 use l2::{Iproute2, L2Tools};
 
-/// The bridge plugin. Holds the iptables and iproute2 back ends (replaced by models in tests).
+/// The bridge plugin. Holds the firewall and iproute2 back ends (replaced by models in tests).
 pub struct Bridge {
     masq: IpMasq,
+    /// nftables, for `macspoofchk`.
+    spoof: Firewall,
     l2: Arc<dyn L2Tools>,
 }
 
@@ -43,9 +47,9 @@ impl Default for Bridge {
 }
 
 impl Bridge {
-    /// The plugin with its real back ends (iptables and iproute2 processes).
+    /// The plugin with its real back ends (iptables, nft and iproute2 in its own namespace).
     pub fn new() -> Self {
-        Self { masq: IpMasq::host(), l2: Arc::new(Iproute2) }
+        Self { masq: IpMasq::host(), spoof: Firewall::nftables(), l2: Arc::new(Iproute2) }
     }
 }
 
@@ -169,13 +173,13 @@ impl Bridge {
         if n.port_isolation {
             self.l2
                 .set_isolated(&hv.name)
-                .map_err(|e| Error::internal(format!("failed to set isolation on {}: {e}", hv.name)))?;
+                .map_err(|e| Error::internal(format!("failed to set isolated on for {}: {e}", hv.name)))?;
         }
         let preserve_default = n.preserve_default_vlan.unwrap_or(true);
         if (n.vlan != 0 || !ld.vlans.is_empty()) && !preserve_default {
-            self.l2
-                .vlan_del(&hv.name, 1)
-                .map_err(|e| Error::internal(format!("failed to remove default vlan: {e}")))?;
+            self.l2.vlan_del(&hv.name, 1).map_err(|e| {
+                Error::internal(format!("failed to remove default vlan on interface {:?}: {e}", hv.name))
+            })?;
         }
         if n.vlan != 0 {
             let vid = u16::try_from(n.vlan).expect("checked range");
@@ -248,13 +252,11 @@ impl Bridge {
             ..CniResult::default()
         };
         if n.macspoofchk {
-            return Err(Error::unsupported_field("macspoofchk", true)
-                .with_details("MAC spoof checking needs nftables, which this bridge plugin does not use"));
+            spoofchk::setup(&self.spoof, &hv.name, cv.mac, cx.container_id(), cx.ifname())
+                .await
+                .map_err(|e| Error::from(e).wrap("failed to setup spoof-check"))?;
         }
         let mut result = if ld.layer3 {
-            if n.disable_container_interface {
-                return Err(Error::internal("cannot use IPAM when DisableContainerInterface flag is set"));
-            }
             let r = result;
             cx.ipam()?.add_with_rollback(|ipam| self.configure_l3(at, r, ipam)).await?
         } else {
@@ -287,6 +289,13 @@ impl Bridge {
     async fn teardown_masq(&self, cx: &Context<BridgeConf>) -> Result<()> {
         Ok(self.masq.teardown(&cx.config().name, cx.ifname(), cx.container_id()).await?)
     }
+
+    /// Removes the container's MAC spoof check. Like Go, a failure is only logged (DEL goes on).
+    async fn teardown_spoofchk(&self, cx: &Context<BridgeConf>) {
+        if let Err(e) = spoofchk::teardown(&self.spoof, cx.container_id(), cx.ifname()).await {
+            tracing::warn!(error = %e, "failed to teardown spoof-check");
+        }
+    }
 }
 
 #[cni_plugin(about = "CNI bridge plugin (cni-rs)", init = Bridge::new, main = false)]
@@ -296,6 +305,9 @@ impl Plugin for Bridge {
     async fn add(&self, cx: &Context<BridgeConf>) -> Result<CniResult> {
         let ld = config::load(cx, true)?;
         let n = cx.plugin_config();
+        if ld.layer3 && n.disable_container_interface {
+            return Err(Error::internal("cannot use IPAM when DisableContainerInterface flag is set"));
+        }
         if n.hairpin_mode && n.promisc_mode {
             return Err(Error::internal("cannot set hairpin mode and promiscuous mode at the same time."));
         }
@@ -323,6 +335,9 @@ impl Plugin for Bridge {
                 {
                     tracing::warn!("cleaning up masquerading after a failed ADD: {}", t);
                 }
+                if n.macspoofchk {
+                    self.teardown_spoofchk(cx).await;
+                }
                 Err(e)
             }
         }
@@ -346,6 +361,9 @@ impl Plugin for Bridge {
             // Go stops there; this also removes the container's masquerading chain by name so
             // that nothing is left behind.
             ipam_del().await?;
+            if n.macspoofchk {
+                self.teardown_spoofchk(cx).await;
+            }
             if ld.layer3 && n.ip_masq {
                 self.teardown_masq(cx).await?;
             }
@@ -353,6 +371,9 @@ impl Plugin for Bridge {
         };
         kit::del_link_by_name_addr(&ctr, cx.ifname()).await?;
         ipam_del().await?;
+        if n.macspoofchk {
+            self.teardown_spoofchk(cx).await;
+        }
         if ld.layer3 && n.ip_masq {
             // Go tears down per address found on the link; this removes the container's
             // masquerading whether or not the link still had addresses (an interrupted ADD).

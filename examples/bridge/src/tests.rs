@@ -56,7 +56,7 @@ impl Env {
         let (ipt, nft) = (FakeFirewall::iptables(), FakeFirewall::nftables());
         let l2 = Arc::new(RecordingL2::default());
         let masq = IpMasq::new(ipt.firewall(), nft.firewall()).expect("one firewall of each kind");
-        let plugin = Bridge { masq, l2: l2.clone() };
+        let plugin = Bridge { masq, spoof: nft.firewall(), l2: l2.clone() };
         Self { world, ipt, nft, l2, plugin, ipam }
     }
 
@@ -664,20 +664,71 @@ async fn dns_from_config_overrides_ipam() {
 }
 
 #[tokio::test]
-async fn unsupported_options_fail_cleanly() {
-    for extra in [json!({"macspoofchk": true})] {
-        let env = Env::new(default_ipam());
-        env.test(Command::Add, &conf(SpecVersion::V1_0_0, extra)).run().await.expect_error(ErrorCode::UnsupportedField);
-        assert!(env.host_veths().is_empty() && env.ctr_links().is_empty());
-        assert!(env.ipam_calls().is_empty());
-    }
+async fn disabled_container_interface_with_ipam_is_refused_before_anything_changes() {
     let env = Env::new(default_ipam());
     let e = env
         .test(Command::Add, &conf(SpecVersion::V1_0_0, json!({"disableContainerInterface": true})))
         .run()
         .await
         .expect_error(999);
-    assert!(e.msg.contains("DisableContainerInterface"), "{e:?}");
+    assert_eq!(e.msg, "cannot use IPAM when DisableContainerInterface flag is set");
+    assert!(env.host().links.iter().all(|l| l.name != "cnitest0"), "checked before the bridge is made (Go)");
+    assert!(env.host_veths().is_empty() && env.ctr_links().is_empty());
+    assert!(env.ipam_calls().is_empty());
+}
+
+/// The nft rules of `bridge nat` chain `chain`, as (match, verdict) text.
+fn spoof_rules(env: &Env, chain: &str) -> Vec<String> {
+    let t = env.nft.table(&TableId::new(cni_sdk::firewall::TableFamily::Bridge, "nat"));
+    t.and_then(|t| t.chain(chain).map(|c| c.rules.iter().map(|r| format!("{:?}", r.rule)).collect()))
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn macspoofchk_installs_gos_nftables_objects_in_every_version() {
+    for_each_version(|v| async move {
+        let env = Env::new(default_ipam());
+        let c = conf(v, json!({"macspoofchk": true}));
+        env.test(Command::Add, &c).run().await.expect_result();
+        let veth = env.host_veths().pop().unwrap();
+        let mac = env.ctr().links.into_iter().find(|l| l.name == "eth0").unwrap().mac;
+        let chain = names::macspoofchk_chain(CID, "eth0");
+        let pre = spoof_rules(&env, "PREROUTING");
+        assert_eq!(pre.len(), 1, "{v}");
+        assert!(pre[0].contains(&format!("InInterface(\"{veth}\")")) && pre[0].contains(&format!("Jump(\"{chain}\")")));
+        assert!(pre[0].contains(&format!("macspoofchk-{CID}-eth0")));
+        let mac_rules = spoof_rules(&env, &format!("{chain}-mac"));
+        assert_eq!(mac_rules.len(), 2);
+        assert!(mac_rules[0].contains(&format!("EtherSource({mac:?})")) && mac_rules[0].contains("Return"));
+        assert!(mac_rules[1].contains("Drop"));
+        env.test(Command::Del, &c).run().await.expect_success();
+        assert!(spoof_rules(&env, "PREROUTING").is_empty());
+        assert!(spoof_rules(&env, &chain).is_empty() && spoof_rules(&env, &format!("{chain}-mac")).is_empty());
+        env.test(Command::Del, &c).run().await.expect_success();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn macspoofchk_is_removed_when_add_fails_and_without_netns() {
+    // A later step fails: the check goes with the veth.
+    let env = Env::new(ipam_with(CniResult::default()));
+    let c = conf(SpecVersion::V1_0_0, json!({"macspoofchk": true}));
+    let e = env.test(Command::Add, &c).run().await.expect_error(999);
+    assert_eq!(e.msg, "IPAM plugin returned missing IP config");
+    assert!(spoof_rules(&env, "PREROUTING").is_empty());
+    assert!(env.host_veths().is_empty());
+    // DEL without CNI_NETNS still removes it (by name).
+    let env = Env::new(default_ipam());
+    env.test(Command::Add, &c).run().await.expect_result();
+    env.test(Command::Del, &c).unset("CNI_NETNS").run().await.expect_success();
+    assert!(spoof_rules(&env, "PREROUTING").is_empty());
+    // An nftables failure at setup fails ADD with Go's prefix and leaves nothing.
+    let env = Env::new(default_ipam());
+    env.nft.fail_next_commit(FirewallErrorKind::PermissionDenied, "injected");
+    let e = env.test(Command::Add, &c).run().await.expect_error(999);
+    assert!(e.msg.starts_with("failed to setup spoof-check: "), "{}", e.msg);
+    assert!(env.host_veths().is_empty() && env.ctr_links().is_empty());
 }
 
 #[tokio::test]
@@ -722,6 +773,27 @@ async fn port_isolation_and_disabled_container_interface() {
     c.as_object_mut().unwrap().remove("ipam");
     let r = env.test(Command::Add, &c).run().await.expect_result();
     assert_eq!(env.l2.log(), [format!("isolated {}", r.interfaces[1].name)]);
+}
+
+#[tokio::test]
+async fn port_option_failures_use_gos_texts_and_leave_nothing() {
+    let cases = [
+        ("isolated", json!({"portIsolation": true}), "failed to set isolated on for "),
+        (
+            "vlan del",
+            json!({"vlan": 7, "preserveDefaultVlan": false}),
+            "failed to remove default vlan on interface \"veth",
+        ),
+        ("vlan add", json!({"vlanTrunk": [{"id": 9}]}), "failed to setup vlan tag on interface \"veth"),
+    ];
+    for (op, extra, prefix) in cases {
+        let env = Env::new(default_ipam());
+        env.l2.fail_on(op);
+        let e = env.test(Command::Add, &conf(SpecVersion::V1_0_0, extra)).run().await.expect_error(999);
+        assert!(e.msg.starts_with(prefix) && e.msg.ends_with("Operation not supported"), "{op}: {}", e.msg);
+        assert!(env.host_veths().is_empty() && env.ctr_links().is_empty(), "{op}");
+        assert!(env.ipam_calls().is_empty(), "{op}: before IPAM, as in Go");
+    }
 }
 
 #[tokio::test]

@@ -21,4 +21,7 @@ cni_sdk::multicall! {
     tuning::Tuning,
     portmap::Portmap,
     firewall::FirewallPlugin,
+    bandwidth::Bandwidth,
+    sbr::Sbr,
+    vrf::Vrf,
 }

@@ -1,0 +1,2 @@
+//! The `bandwidth` binary: runs [`bandwidth::Bandwidth`].
+cni_sdk::main!(bandwidth::Bandwidth);

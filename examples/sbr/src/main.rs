@@ -1,0 +1,2 @@
+//! The `sbr` binary: runs [`sbr::Sbr`].
+cni_sdk::main!(sbr::Sbr);

@@ -1,0 +1,2 @@
+//! The `vrf` binary: runs [`vrf::Vrf`].
+cni_sdk::main!(vrf::Vrf);
