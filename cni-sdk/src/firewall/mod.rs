@@ -136,6 +136,9 @@ pub async fn supports_nftables(netns: Option<&NetNs>) -> bool {
 /// committing.
 const MAX_ATTEMPTS: usize = 3;
 
+/// How many rounds of scoped reads a plan may take before the tables are read whole.
+const MAX_READ_ROUNDS: usize = 8;
+
 /// The transport under a [`Firewall`]: reads tables and commits planned changes.
 ///
 /// Implemented by [`IptablesBackend`], [`NftablesBackend`] and `fake::FakeFirewall`. All the
@@ -163,6 +166,28 @@ pub trait FirewallBackend: Send + Sync + fmt::Debug {
 
     /// Applies `changes` (all of one unit: one IP family for iptables) as one transaction.
     fn commit(&self, changes: &[Change]) -> impl Future<Output = FirewallResult<()>> + Send;
+
+    /// Reads only the chains named in `chains` of `table`: `None` when the table does not exist,
+    /// else the table (without its comment) holding those of the chains that exist, each with
+    /// all its rules in normal form; other chains are left out. With `chains` empty this only
+    /// tells whether the table exists.
+    ///
+    /// [`Firewall::apply`] reads through this, so that a batch reads what it touches rather than
+    /// whole tables. The default reads the whole table and keeps the chains asked for; backends
+    /// override it when they can read less.
+    fn read_chains(
+        &self,
+        table: &TableId,
+        chains: &[String],
+    ) -> impl Future<Output = FirewallResult<Option<TableState>>> + Send {
+        async move {
+            let t = self.read_table(table, false).await?;
+            Ok(t.map(|mut t| {
+                t.chains.retain(|c| chains.contains(&c.chain.name));
+                t
+            }))
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = FirewallResult<T>> + Send + 'a>>;
@@ -174,6 +199,7 @@ trait DynBackend: Send + Sync + fmt::Debug {
     fn list_tables_boxed(&self) -> BoxFuture<'_, Vec<Table>>;
     fn read_table_boxed<'a>(&'a self, table: &'a TableId, comments: bool) -> BoxFuture<'a, Option<TableState>>;
     fn commit_boxed<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, ()>;
+    fn read_chains_boxed<'a>(&'a self, table: &'a TableId, chains: &'a [String]) -> BoxFuture<'a, Option<TableState>>;
 }
 
 impl<T: FirewallBackend> DynBackend for T {
@@ -195,6 +221,10 @@ impl<T: FirewallBackend> DynBackend for T {
 
     fn commit_boxed<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, ()> {
         Box::pin(self.commit(changes))
+    }
+
+    fn read_chains_boxed<'a>(&'a self, table: &'a TableId, chains: &'a [String]) -> BoxFuture<'a, Option<TableState>> {
+        Box::pin(self.read_chains(table, chains))
     }
 }
 
@@ -280,7 +310,7 @@ impl Firewall {
     /// True when the chain exists.
     pub async fn chain_exists(&self, chain: &ChainId) -> FirewallResult<bool> {
         validate::validate_table(self.kind(), &chain.table)?;
-        let t = self.backend.read_table_boxed(&chain.table, false).await?;
+        let t = self.backend.read_chains_boxed(&chain.table, std::slice::from_ref(&chain.name)).await?;
         Ok(t.is_some_and(|t| t.chain(&chain.name).is_some()))
     }
 
@@ -289,7 +319,7 @@ impl Firewall {
     pub async fn list_rules(&self, chain: &ChainId) -> FirewallResult<Vec<ListedRule>> {
         validate::validate_table(self.kind(), &chain.table)?;
         validate::validate_chain_name(self.kind(), &chain.name)?;
-        let t = self.backend.read_table_boxed(&chain.table, false).await?;
+        let t = self.backend.read_chains_boxed(&chain.table, std::slice::from_ref(&chain.name)).await?;
         match t.and_then(|mut t| {
             let i = t.chains.iter().position(|c| c.chain.name == chain.name)?;
             Some(t.chains.swap_remove(i))
@@ -300,8 +330,18 @@ impl Firewall {
     }
 
     /// Applies a batch: per commit unit (iptables: per IP family, in order of first use; nftables:
-    /// the whole batch), reads the tables involved, plans, and commits in one tool run. Returns
+    /// the whole batch), reads what the batch touches, plans, and commits in one tool run. Returns
     /// the changes committed (empty when everything was already as asked).
+    ///
+    /// Reads are scoped to the objects the operations name (the chains they change, the chains
+    /// their rules jump to), not whole tables, so the cost does not grow with the rest of the
+    /// ruleset where the backend can read one chain ([`FirewallBackend::read_chains`]). With
+    /// iptables, chains the batch ensures are first taken as missing without reading them (the
+    /// usual ADD creates them): creating one that exists fails the whole commit, and the batch is
+    /// then planned again from reads. When a commit fails, the tables are read whole and planned
+    /// again, so a refusal is reported as the planner words it (the same as if it had been found
+    /// before committing), and a conflict (another process changed the same objects: `NotFound`,
+    /// `Exists`, `InUse`) is planned again from a fresh read, up to three times.
     ///
     /// Invalid requests fail with [`InvalidArgument`](FirewallErrorKind::InvalidArgument) before
     /// anything runs. With iptables, a failure in the second family leaves the first committed.
@@ -310,15 +350,13 @@ impl Firewall {
         plan::check_names(kind, &batch.ops)?;
         let mut committed = Vec::new();
         for unit in batch.units(kind) {
+            let tables = plan::tables_of(&unit);
             let mut attempt = 1;
             loop {
-                let mut state = Ruleset::new(kind);
-                for t in plan::tables_of(&unit) {
-                    if let Some(ts) = self.backend.read_table_boxed(&t, false).await? {
-                        state.tables.push(ts);
-                    }
-                }
-                let changes = plan::plan(&mut state, &unit)?;
+                // Assume ensured chains missing only where creating an existing one fails the
+                // whole commit: iptables-restore, one table (legacy commits tables one by one).
+                let assume = attempt == 1 && kind == BackendKind::Iptables && tables.len() == 1;
+                let (state, changes) = self.plan_scoped(&unit, assume).await?;
                 if changes.is_empty() {
                     break;
                 }
@@ -327,15 +365,73 @@ impl Firewall {
                         committed.extend(changes);
                         break;
                     }
-                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
-                        tracing::debug!(error = %e, attempt, "firewall state changed while committing; planning again");
-                        attempt += 1;
+                    Err(e) => {
+                        if tables.iter().any(|t| !state.is_complete(t)) {
+                            // The plan checked only what it read: find what the tool refused.
+                            let mut full = Ruleset::new(kind);
+                            for t in &tables {
+                                let read = self.backend.read_table_boxed(t, false).await?;
+                                full.add_full(t, read);
+                            }
+                            plan::plan(&mut full, &unit)?;
+                        }
+                        if e.is_conflict() && attempt < MAX_ATTEMPTS {
+                            tracing::debug!(error = %e, attempt, "firewall state changed while committing; planning again");
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(e);
                     }
-                    Err(e) => return Err(e),
                 }
             }
         }
         Ok(committed)
+    }
+
+    /// Plans one unit from scoped reads: reads what the planner asks for until it can plan.
+    async fn plan_scoped(&self, unit: &[plan::Op], assume: bool) -> FirewallResult<(Ruleset, Vec<Change>)> {
+        let kind = self.kind();
+        let mut state = Ruleset::new(kind);
+        if assume {
+            for t in plan::tables_of(unit) {
+                state.assume(&t, &plan::ensured_chains(unit));
+            }
+        }
+        for round in 0.. {
+            let mut work = state.clone();
+            let needs = match plan::plan(&mut work, unit)? {
+                plan::Planned::Changes(changes) => return Ok((work, changes)),
+                plan::Planned::Needs(needs) => needs,
+            };
+            if round >= MAX_READ_ROUNDS {
+                // Cannot happen (every round learns what was asked); read everything rather than loop.
+                for t in plan::tables_of(unit) {
+                    let read = self.backend.read_table_boxed(&t, false).await?;
+                    state.add_full(&t, read);
+                }
+                continue;
+            }
+            let mut by_table: Vec<(TableId, Vec<String>)> = Vec::new();
+            for need in needs {
+                let (table, chain) = match need {
+                    plan::Need::Table(t) => (t, None),
+                    plan::Need::Chain(c) => (c.table, Some(c.name)),
+                };
+                let entry = match by_table.iter().position(|(t, _)| *t == table) {
+                    Some(i) => &mut by_table[i].1,
+                    None => {
+                        by_table.push((table, Vec::new()));
+                        &mut by_table.last_mut().expect("pushed").1
+                    }
+                };
+                entry.extend(chain);
+            }
+            for (table, chains) in by_table {
+                let read = self.backend.read_chains_boxed(&table, &chains).await?;
+                state.add_chains(&table, &chains, read);
+            }
+        }
+        unreachable!("the loop above only ends by returning")
     }
 
     async fn one(&self, f: impl FnOnce(&mut Batch)) -> FirewallResult<Vec<Change>> {
