@@ -89,6 +89,8 @@ pub mod ipmasq;
 mod iptables;
 mod model;
 pub mod names;
+mod nft_expr;
+mod nft_netlink;
 mod nftables;
 mod plan;
 mod process;
@@ -102,6 +104,7 @@ pub use model::{
     Match, PRIORITY_BRIDGE_DSTNAT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_MANGLE, PRIORITY_RAW, PRIORITY_SECURITY,
     PRIORITY_SRCNAT, Policy, PortRange, Ports, Protocol, Raw, Rule, Table, TableFamily, TableId, Verdict,
 };
+pub use nft_netlink::NftNetlinkBackend;
 pub use nftables::NftablesBackend;
 pub use plan::Batch;
 pub use state::{ChainState, Change, ListedRule, RuleHandle, TableState};
@@ -259,6 +262,17 @@ impl Firewall {
     /// `nft` in the caller's network namespace.
     pub fn nftables() -> Self {
         Self::new(NftablesBackend::new())
+    }
+
+    /// nftables over netlink (no `nft` process) in the caller's network namespace; see
+    /// [`NftNetlinkBackend`].
+    pub fn nftables_netlink() -> Self {
+        Self::new(NftNetlinkBackend::new())
+    }
+
+    /// nftables over netlink inside `netns`.
+    pub fn nftables_netlink_in(netns: NetNs) -> Self {
+        Self::new(NftNetlinkBackend::new().in_netns(netns))
     }
 
     /// The system's iptables inside `netns`.
