@@ -16,8 +16,9 @@
 //! iptables renders them argument for argument as `iptables -S` prints Go's rules, so Go and this
 //! SDK delete each other's rules ([`names`] has Go's chain names and comment formats).
 //!
-//! **Backends.** A [`FirewallBackend`] only reads tables and commits primitive [`Change`]s:
-//! [`IptablesBackend`] (`iptables -S`, `iptables-restore -w --noflush`), [`NftablesBackend`]
+//! **Backends.** A [`FirewallBackend`] only reads tables or chains and commits primitive
+//! [`Change`]s: [`IptablesBackend`] (`iptables -S [<chain>]`, `iptables-restore -w --noflush`),
+//! [`NftNetlinkBackend`] (nf_tables netlink messages, no process), [`NftablesBackend`]
 //! (`nft -j list table`, `nft -f -`) and `fake::FakeFirewall` (feature `test-util`). Everything
 //! else — idempotency, validation, the errors of missing or busy objects — is decided once, by a
 //! planner shared by all backends, against the state just read. So plugin code behaves the same
@@ -26,14 +27,22 @@
 //! (Go's bug B2).
 //!
 //! **Transactions.** A [`Batch`] collects the operations of one ADD or DEL and
-//! [`Firewall::apply`] runs it: read the tables involved, plan, commit — one
-//! `iptables-restore --noflush` per IP family, or one `nft -f -` transaction — instead of Go's
+//! [`Firewall::apply`] runs it: read what the batch touches, plan, commit — one
+//! `iptables-restore --noflush` per IP family, or one nftables transaction — instead of Go's
 //! dozens of `iptables` processes fighting for the xtables lock (bug B4). nftables transactions
 //! are atomic in the kernel; an `iptables-restore` run is atomic per table (legacy) or per run
 //! (nf_tables), and the families commit one after the other. If another process changed the same
 //! objects between reading and committing (the commit fails with `NotFound`, `Exists` or
-//! `InUse`), the batch is planned again from a fresh read, up to three times. The planner never
-//! needs the transport, so replacing the `nft` process by netlink changes only a backend.
+//! `InUse`), the batch is planned again from a fresh read, up to three times.
+//!
+//! **Cost.** Reads are scoped to the chains a batch names and the chains its rules jump to
+//! ([`FirewallBackend::read_chains`]), never whole tables on the success path, so an ADD does not
+//! read the other pods' chains: with netlink a read is one dump of one chain; with iptables it is
+//! one `iptables -S <chain>`, and chains an iptables batch creates are not read at all (taken as
+//! missing; if one exists, `-N` fails the commit atomically and the batch is planned again from
+//! reads). What the planner checks across a whole table (jump loops, NAT hooks, references to a
+//! deleted chain) it checks as far as it read; the kernel checks the rest, and a refused commit
+//! is planned again against whole tables to report the refusal in the planner's words.
 //!
 //! **Namespaces.** Backends run their tool in the caller's network namespace, or in the one given
 //! to `in_netns`: the tool is then spawned from a dedicated OS thread that entered the namespace
@@ -144,9 +153,10 @@ const MAX_READ_ROUNDS: usize = 8;
 
 /// The transport under a [`Firewall`]: reads tables and commits planned changes.
 ///
-/// Implemented by [`IptablesBackend`], [`NftablesBackend`] and `fake::FakeFirewall`. All the
-/// semantics (idempotency, validation, error kinds) live in [`Firewall`]'s planner, so a backend
-/// only moves data; implement it to put another transport (e.g. netlink) under the same model.
+/// Implemented by [`IptablesBackend`], [`NftNetlinkBackend`], [`NftablesBackend`] and
+/// `fake::FakeFirewall`. All the semantics (idempotency, validation, error kinds) live in
+/// [`Firewall`]'s planner, so a backend only moves data; implement it to put another transport
+/// under the same model.
 pub trait FirewallBackend: Send + Sync + fmt::Debug {
     /// The tool semantics this backend follows.
     fn kind(&self) -> BackendKind;
@@ -171,7 +181,7 @@ pub trait FirewallBackend: Send + Sync + fmt::Debug {
     fn commit(&self, changes: &[Change]) -> impl Future<Output = FirewallResult<()>> + Send;
 
     /// Reads only the chains named in `chains` of `table`: `None` when the table does not exist,
-    /// else the table (without its comment) holding those of the chains that exist, each with
+    /// else the table (its comment may be left out) holding those of the chains that exist, each with
     /// all its rules in normal form; other chains are left out. With `chains` empty this only
     /// tells whether the table exists.
     ///
@@ -378,6 +388,11 @@ impl Firewall {
                     Ok(()) => {
                         committed.extend(changes);
                         break;
+                    }
+                    Err(e) if assume && e.is_conflict() => {
+                        // A chain taken as missing exists: plan from reads.
+                        tracing::debug!(error = %e, "an ensured chain exists; planning again from reads");
+                        attempt += 1;
                     }
                     Err(e) => {
                         if tables.iter().any(|t| !state.is_complete(t)) {

@@ -312,11 +312,10 @@ impl Ruleset {
             self.absent.insert(id.clone());
             return;
         };
+        let TableState { table, chains: mut read_chains } = read;
         self.absent.remove(id);
         if self.table(id).is_none() {
-            let mut t = read.clone();
-            t.chains.clear();
-            self.tables.push(t);
+            self.tables.push(TableState::new(table));
         }
         let partial = self.partial.entry(id.clone()).or_default();
         let t = self.tables.iter_mut().find(|t| t.id() == *id).expect("added above");
@@ -324,8 +323,8 @@ impl Ruleset {
             partial.rules_unknown.remove(name);
             partial.known.insert(name.clone());
             t.chains.retain(|c| c.chain.name != *name);
-            if let Some(c) = read.chain(name) {
-                t.chains.push(c.clone());
+            if let Some(i) = read_chains.iter().position(|c| c.chain.name == *name) {
+                t.chains.push(read_chains.swap_remove(i));
             }
         }
         if self.kind == BackendKind::Iptables {

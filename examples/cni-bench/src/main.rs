@@ -7,6 +7,9 @@
 //! sudo target/release/cni-bench [--rounds N] > table.md
 //! ```
 //!
+//! `--firewall-only` runs only the firewall scaling table (`firewall.rs`); `--fw-rounds N` sets its
+//! rounds (default 10).
+//!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
 //! from `wait4`'s resource usage of the plugin process.
 #![allow(clippy::print_stdout)]
@@ -17,6 +20,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+mod firewall;
 
 const GO_DIR: &str = "/usr/lib/cni";
 
@@ -98,12 +103,22 @@ fn env_for(cmd: &str, id: &str, netns: &str, path: &Path) -> Vec<(&'static str, 
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut rounds = 50usize;
+    let mut fw_rounds = 10usize;
+    let mut firewall_only = false;
     while let Some(a) = args.next() {
         if a == "--rounds" {
             rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N");
+        } else if a == "--fw-rounds" {
+            fw_rounds = args.next().and_then(|n| n.parse().ok()).expect("--fw-rounds N");
+        } else if a == "--firewall-only" {
+            firewall_only = true;
         }
     }
     let ours_dir = std::env::current_exe().expect("exe").parent().expect("dir").to_owned();
+    if firewall_only {
+        print!("{}", firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds));
+        return;
+    }
     let root = ours_dir.join("../..");
     let sides = [
         Side {
@@ -338,5 +353,6 @@ fn main() {
             );
         }
     }
+    out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
     print!("{out}");
 }
