@@ -510,12 +510,12 @@ fn prefix_of_mask(mask: &[u8]) -> Option<u8> {
         if i < full {
             *b == 0xff
         } else if i == full {
-            *b == (0xffu8.checked_shl(8 - (ones % 8)).unwrap_or(0) & 0xff)
+            *b == 0xffu8.checked_shl(8 - (ones % 8)).unwrap_or(0)
         } else {
             *b == 0
         }
     });
-    contiguous.then(|| ones as u8)
+    contiguous.then_some(ones as u8)
 }
 
 fn ip_of(bytes: &[u8], v6: bool) -> Option<IpAddr> {

@@ -442,7 +442,7 @@ impl Session {
 
     /// Commits messages as one transaction; each is acknowledged, so the first failure is known.
     fn batch(&mut self, msgs: &[BatchMessage]) -> FirewallResult<()> {
-        let res_id = u16::from(NFNL_SUBSYS_NFTABLES);
+        let res_id = NFNL_SUBSYS_NFTABLES;
         let mut buf = Vec::new();
         let (_, begin) =
             self.message(ControlMessage::BatchBegin.into(), NetfilterProtoFamily::Unspec, res_id, NLM_F_REQUEST);
