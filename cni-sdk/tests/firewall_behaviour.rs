@@ -8,7 +8,7 @@
 //! every table in it) when the test ends, even on failure.
 //!
 //! Backends: iptables (the system's, nf_tables on Debian 12) and iptables-legacy, each for IPv4
-//! and IPv6; nftables with `ip`, `ip6` and `inet` tables. For nftables the environment creates
+//! and IPv6; nftables (through `nft`, and over netlink) with `ip`, `ip6` and `inet` tables. For nftables the environment creates
 //! tables shaped like iptables' `nat` and `filter` (base chains `PREROUTING`, `POSTROUTING`, ...
 //! at iptables' hooks and priorities), so the scenarios name the same chains everywhere.
 #![cfg(all(feature = "firewall", feature = "test-util"))]
@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use cni_sdk::firewall::fake::FakeFirewall;
 use cni_sdk::firewall::{
     AddrType, BackendKind, BaseChain, Batch, Chain, ChainType, Change, ConnState, Firewall, FirewallBackend,
-    FirewallErrorKind, FirewallResult, Hook, IpFamily, IptablesBackend, IptablesVariant, Match, NftablesBackend,
-    Policy, PortRange, Ports, Protocol, Raw, Rule, RuleHandle, Table, TableFamily, TableId, Verdict,
+    FirewallErrorKind, FirewallResult, Hook, IpFamily, IptablesBackend, IptablesVariant, Match, NftNetlinkBackend,
+    NftablesBackend, Policy, PortRange, Ports, Protocol, Raw, Rule, RuleHandle, Table, TableFamily, TableId, Verdict,
 };
 use cni_sdk::netns::TempNetns;
 use ipnet::IpNet;
@@ -47,6 +47,7 @@ enum Direct {
     Fake(FakeFirewall),
     Iptables(IptablesBackend),
     Nftables(NftablesBackend),
+    Netlink(NftNetlinkBackend),
 }
 
 impl Direct {
@@ -55,6 +56,7 @@ impl Direct {
             Self::Fake(b) => b.commit(changes).await,
             Self::Iptables(b) => b.commit(changes).await,
             Self::Nftables(b) => b.commit(changes).await,
+            Self::Netlink(b) => b.commit(changes).await,
         }
     }
 }
@@ -142,6 +144,16 @@ impl Env {
         let (nat, filter) = Self::nft_tables(&fw, family).await;
         let ip = family.ip_family().unwrap_or(IpFamily::V4);
         let direct = Direct::Nftables(backend);
+        Self { fw, kind: BackendKind::Nftables, family: ip, nat, filter, fake: None, direct, real: true, _ns: Some(ns) }
+    }
+
+    async fn nft_netlink(family: TableFamily) -> Self {
+        let ns = temp_ns();
+        let backend = NftNetlinkBackend::new().in_netns(ns.netns().unwrap());
+        let fw = Firewall::new(backend.clone());
+        let (nat, filter) = Self::nft_tables(&fw, family).await;
+        let ip = family.ip_family().unwrap_or(IpFamily::V4);
+        let direct = Direct::Netlink(backend);
         Self { fw, kind: BackendKind::Nftables, family: ip, nat, filter, fake: None, direct, real: true, _ns: Some(ns) }
     }
 
@@ -947,6 +959,18 @@ macro_rules! suite {
             use super::*;
             $( #[tokio::test] #[ignore = "needs root"] async fn $name() { super::$name(Env::nft(TableFamily::Inet).await).await } )*
         }
+        mod nftables_netlink_ip {
+            use super::*;
+            $( #[tokio::test] #[ignore = "needs root"] async fn $name() { super::$name(Env::nft_netlink(TableFamily::Ip).await).await } )*
+        }
+        mod nftables_netlink_ip6 {
+            use super::*;
+            $( #[tokio::test] #[ignore = "needs root"] async fn $name() { super::$name(Env::nft_netlink(TableFamily::Ip6).await).await } )*
+        }
+        mod nftables_netlink_inet {
+            use super::*;
+            $( #[tokio::test] #[ignore = "needs root"] async fn $name() { super::$name(Env::nft_netlink(TableFamily::Inet).await).await } )*
+        }
     };
 }
 
@@ -1034,4 +1058,61 @@ async fn go_probes_find_both_tools_usable_in_a_namespace() {
     let netns = ns.netns().unwrap();
     assert!(cni_sdk::firewall::supports_iptables(Some(&netns)).await);
     assert!(cni_sdk::firewall::supports_nftables(Some(&netns)).await);
+}
+
+// ---------------------------------------------------------------------------------------------
+// nftables: the netlink backend and `nft` read each other's rules
+
+/// Writes the sample rules with one nftables transport and lists them with the other, both ways:
+/// the netlink backend encodes rules as nft does, and decodes what nft writes.
+async fn nft_and_netlink_read_each_others_rules(family: TableFamily) {
+    let env = Env::nft_netlink(family).await;
+    let netns = env._ns.as_ref().unwrap().netns().unwrap();
+    let nft = Firewall::new(NftablesBackend::new().in_netns(netns));
+    let rules = sample_rules(&env);
+    for (writer, reader, what) in [(&env.fw, &nft, "netlink → nft"), (&nft, &env.fw, "nft → netlink")] {
+        let chain = env.nat.chain("FWT-CROSS");
+        let mut b = Batch::new();
+        b.ensure_chain(&env.nat, Chain::regular("FWT-TARGET")).ensure_chain(&env.nat, Chain::regular("FWT-CROSS"));
+        for r in &rules {
+            b.append(&chain, r.clone());
+        }
+        writer.apply(&b).await.unwrap();
+        let listed: Vec<Rule> = reader.list_rules(&chain).await.unwrap().into_iter().map(|l| l.rule).collect();
+        for (i, (got, want)) in listed.iter().zip(&rules).enumerate() {
+            assert_eq!(got, want, "{what}: rule {i}");
+        }
+        assert_eq!(listed.len(), rules.len(), "{what}");
+        // The reader deletes them by its own handles and comments.
+        assert_eq!(reader.delete_rules_where(&chain, |_| true).await.unwrap(), rules.len(), "{what}");
+        assert!(writer.list_rules(&chain).await.unwrap().is_empty(), "{what}");
+    }
+    // Comments of tables and chains, both ways.
+    let t = Table::new(env.nat.family, "fwt_cross").with_comment("Masquerading for plugins from github.com/x/y");
+    let mut b = Batch::new();
+    b.ensure_table(t.clone()).ensure_chain(&t.id(), Chain::regular("checks").with_comment("a \\ comment"));
+    env.fw.apply(&b).await.unwrap();
+    let state = nft.read_table(&t.id()).await.unwrap().unwrap();
+    assert_eq!(state.table, t);
+    assert_eq!(state.chain("checks").unwrap().chain.comment.as_deref(), Some("a \\ comment"));
+    assert!(env.fw.list_tables().await.unwrap().contains(&t));
+    assert_eq!(nft.list_tables().await.unwrap(), env.fw.list_tables().await.unwrap());
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn nft_and_netlink_read_each_others_rules_ip() {
+    nft_and_netlink_read_each_others_rules(TableFamily::Ip).await
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn nft_and_netlink_read_each_others_rules_ip6() {
+    nft_and_netlink_read_each_others_rules(TableFamily::Ip6).await
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn nft_and_netlink_read_each_others_rules_inet() {
+    nft_and_netlink_read_each_others_rules(TableFamily::Inet).await
 }

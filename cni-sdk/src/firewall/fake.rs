@@ -46,6 +46,17 @@ struct Inner {
     usable: bool,
     fail_next: Option<(FirewallErrorKind, String)>,
     commits: usize,
+    reads: Vec<FakeRead>,
+}
+
+/// One read a [`FakeFirewall`] served, as a real backend would have run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FakeRead {
+    /// A whole table ([`FirewallBackend::read_table`]: `iptables -S`, `nft list table`).
+    Table(TableId),
+    /// Some chains of a table ([`FirewallBackend::read_chains`]: `iptables -S <chain>`, one
+    /// netlink dump per chain).
+    Chains(TableId, Vec<String>),
 }
 
 impl FakeFirewall {
@@ -69,7 +80,16 @@ impl FakeFirewall {
     }
 
     fn with(rules: Ruleset) -> Self {
-        Self { inner: Arc::new(Mutex::new(Inner { rules, next_handle: 1, usable: true, fail_next: None, commits: 0 })) }
+        Self {
+            inner: Arc::new(Mutex::new(Inner {
+                rules,
+                next_handle: 1,
+                usable: true,
+                fail_next: None,
+                commits: 0,
+                reads: Vec::new(),
+            })),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -98,6 +118,16 @@ impl FakeFirewall {
     /// backend).
     pub fn commits(&self) -> usize {
         self.lock().commits
+    }
+
+    /// The reads served so far, oldest first: what planning a batch cost a real backend.
+    pub fn reads(&self) -> Vec<FakeRead> {
+        self.lock().reads.clone()
+    }
+
+    /// Forgets the reads recorded so far.
+    pub fn clear_reads(&self) {
+        self.lock().reads.clear();
     }
 
     /// The content of a table.
@@ -156,11 +186,26 @@ impl FirewallBackend for FakeFirewall {
     }
 
     async fn read_table(&self, table: &TableId, _comments: bool) -> FirewallResult<Option<TableState>> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         if !inner.usable {
             return Err(Self::unusable(inner.rules.kind));
         }
+        inner.reads.push(FakeRead::Table(table.clone()));
         Ok(inner.rules.table(table).cloned())
+    }
+
+    async fn read_chains(&self, table: &TableId, chains: &[String]) -> FirewallResult<Option<TableState>> {
+        let mut inner = self.lock();
+        if !inner.usable {
+            return Err(Self::unusable(inner.rules.kind));
+        }
+        inner.reads.push(FakeRead::Chains(table.clone(), chains.to_vec()));
+        Ok(inner.rules.table(table).map(|t| {
+            let mut t = t.clone();
+            t.table.comment = None;
+            t.chains.retain(|c| chains.contains(&c.chain.name));
+            t
+        }))
     }
 
     async fn commit(&self, changes: &[Change]) -> FirewallResult<()> {

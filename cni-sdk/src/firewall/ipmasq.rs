@@ -17,7 +17,7 @@
 //! (every `POSTROUTING` jump to it, then the chain) and the nftables rules by comment. So it
 //! also cleans up after an ADD that stopped half way (Go bug B2) and when DEL gets no netns and
 //! so no addresses (bug B3). Each setup, teardown and check is one batch per backend (one
-//! `iptables-restore` per family, or one `nft` transaction) instead of Go's many processes.
+//! `iptables-restore` per family, or one nftables transaction) instead of Go's many processes.
 //!
 #![cfg_attr(feature = "test-util", doc = "```")]
 #![cfg_attr(not(feature = "test-util"), doc = "```ignore")]
@@ -171,14 +171,15 @@ impl IpMasq {
         Ok(Self { iptables, nftables })
     }
 
-    /// The system's iptables and nft in the caller's namespace.
+    /// The system's iptables and nftables (over netlink, [`super::NftNetlinkBackend`]) in the
+    /// caller's namespace.
     pub fn host() -> Self {
-        Self { iptables: Firewall::iptables(), nftables: Firewall::nftables() }
+        Self { iptables: Firewall::iptables(), nftables: Firewall::nftables_netlink() }
     }
 
-    /// The system's iptables and nft inside `netns`.
+    /// The system's iptables and nftables (over netlink) inside `netns`.
     pub fn in_netns(netns: NetNs) -> Self {
-        Self { iptables: Firewall::iptables_in(netns.clone()), nftables: Firewall::nftables_in(netns) }
+        Self { iptables: Firewall::iptables_in(netns.clone()), nftables: Firewall::nftables_netlink_in(netns) }
     }
 
     /// The iptables firewall.

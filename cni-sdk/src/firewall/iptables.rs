@@ -21,6 +21,9 @@ use super::state::{
 use super::validate::IPTABLES_TABLES;
 use crate::netns::NetNs;
 
+/// Above this many chains, a scoped read lists the whole table once instead of each chain.
+const MAX_CHAIN_READS: usize = 3;
+
 /// Which iptables binaries to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum IptablesVariant {
@@ -137,6 +140,35 @@ impl IptablesBackend {
         parse_table(table, &out).map(Some)
     }
 
+    /// Reads the chains one `iptables -S <chain>` each (iptables-nft still loads every chain's
+    /// name, but not the other chains' rules); many chains at once take one whole-table read.
+    async fn read_chains_impl(&self, table: &TableId, chains: &[String]) -> FirewallResult<Option<TableState>> {
+        let family = Self::family_of(table)?;
+        if !IPTABLES_TABLES.contains(&table.name.as_str()) {
+            return Ok(None);
+        }
+        if chains.len() > MAX_CHAIN_READS {
+            let t = self.read_impl(table).await?;
+            return Ok(t.map(|mut t| {
+                t.chains.retain(|c| chains.contains(&c.chain.name));
+                t
+            }));
+        }
+        let mut state = TableState::new(Table::new(table.family, table.name.clone()));
+        for name in chains {
+            let out = match self.iptables(family, &["-t", &table.name, "-S", name]).await {
+                Ok(out) => out,
+                // iptables-legacy: "No chain/target/match by that name"; iptables-nft 1.8.9:
+                // "chain `X' in table `nat' is incompatible, use 'nft' tool".
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.context(format!("list chain {}", table.chain(name.clone())))),
+            };
+            let listed = parse_chain(table, &out)?;
+            state.chains.extend(listed.chains.into_iter().filter(|c| c.chain.name == *name));
+        }
+        Ok(Some(state))
+    }
+
     async fn commit_impl(&self, changes: &[Change]) -> FirewallResult<()> {
         if let Some(c) = changes.iter().find(|c| c.table().family.ip_family().is_none()) {
             return Err(FirewallError::invalid(format!("iptables only has the ip and ip6 families ({})", c.table())));
@@ -220,6 +252,10 @@ impl FirewallBackend for IptablesBackend {
 
     async fn read_table(&self, table: &TableId, _comments: bool) -> FirewallResult<Option<TableState>> {
         self.read_impl(table).await
+    }
+
+    async fn read_chains(&self, table: &TableId, chains: &[String]) -> FirewallResult<Option<TableState>> {
+        self.read_chains_impl(table, chains).await
     }
 
     async fn commit(&self, changes: &[Change]) -> FirewallResult<()> {
@@ -535,6 +571,17 @@ pub(crate) fn tokenize(output: &str) -> Vec<Vec<String>> {
 
 /// Parses `iptables -t <table> -S` output.
 pub(crate) fn parse_table(id: &TableId, output: &str) -> FirewallResult<TableState> {
+    parse_listing(id, output, false)
+}
+
+/// Parses `iptables -t <table> -S <chain>` output: the chain's `-N` or `-P` line and its rules.
+/// Which other chains exist is unknown here, so `-j NAME` jumps to a chain unless `NAME` is a
+/// target extension.
+pub(crate) fn parse_chain(id: &TableId, output: &str) -> FirewallResult<TableState> {
+    parse_listing(id, output, true)
+}
+
+fn parse_listing(id: &TableId, output: &str, one_chain: bool) -> FirewallResult<TableState> {
     let builtin = iptables_builtin_chains(&id.name).unwrap_or_default();
     let mut state = TableState::new(Table::new(id.family, id.name.clone()));
     let lines = tokenize(output);
@@ -572,7 +619,8 @@ pub(crate) fn parse_table(id: &TableId, output: &str) -> FirewallResult<TableSta
             continue;
         }
         let spec = l[2..].to_vec();
-        let rule = parse_rule_args(&spec, &names).normalized(BackendKind::Iptables);
+        let is_chain = |n: &str| names.contains(n) || (one_chain && !is_target_extension(n));
+        let rule = parse_rule_args_with(&spec, &is_chain).normalized(BackendKind::Iptables);
         let Some(chain) = state.chains.iter_mut().find(|c| c.chain.name == l[1]) else {
             return Err(FirewallError::new(
                 FirewallErrorKind::Other,
@@ -581,7 +629,7 @@ pub(crate) fn parse_table(id: &TableId, output: &str) -> FirewallResult<TableSta
         };
         chain.rules.push(ListedRule { rule, handle: RuleHandle(HandleRepr::Spec(spec)) });
     }
-    if state.chains.iter().all(|c| !matches!(c.chain.kind, ChainKind::Base(_))) && !builtin.is_empty() {
+    if !one_chain && state.chains.iter().all(|c| !matches!(c.chain.kind, ChainKind::Base(_))) && !builtin.is_empty() {
         return Err(FirewallError::new(
             FirewallErrorKind::Other,
             format!("iptables output for table {id} lists no built-in chain"),
@@ -592,10 +640,71 @@ pub(crate) fn parse_table(id: &TableId, output: &str) -> FirewallResult<TableSta
 
 /// Parses the arguments of a rule (as `iptables -S` prints them, or as written) into a rule.
 /// What the model does not cover becomes raw parts, so parsing never fails.
+#[cfg(test)]
 pub(crate) fn parse_rule_args(args: &[String], chains: &BTreeSet<String>) -> Rule {
+    parse_rule_args_with(args, &|n| chains.contains(n))
+}
+
+/// [`parse_rule_args`] where `is_chain` tells whether `-j NAME` (without options) jumps to a
+/// chain rather than naming a target extension.
+pub(crate) fn parse_rule_args_with(args: &[String], is_chain: &dyn Fn(&str) -> bool) -> Rule {
     let mut p = ArgParser { args, i: 0, rule: Rule::new(Verdict::Continue) };
-    p.run(chains);
+    p.run(is_chain);
     p.rule
+}
+
+/// The standard verdicts and the target extensions iptables 1.8 ships (`libxt_*`, `libipt_*`,
+/// `libip6t_*`). iptables refuses a chain named like a target ("chain name may not clash with
+/// target name"), so a `-j NAME` that is none of these jumps to a chain.
+const TARGET_EXTENSIONS: &[&str] = &[
+    "ACCEPT",
+    "DROP",
+    "RETURN",
+    "QUEUE",
+    "AUDIT",
+    "CHECKSUM",
+    "CLASSIFY",
+    "CLUSTERIP",
+    "CONNMARK",
+    "CONNSECMARK",
+    "CT",
+    "DNAT",
+    "DNPT",
+    "DSCP",
+    "ECN",
+    "HL",
+    "HMARK",
+    "IDLETIMER",
+    "LED",
+    "LOG",
+    "MARK",
+    "MASQUERADE",
+    "NAT",
+    "NETMAP",
+    "NFLOG",
+    "NFQUEUE",
+    "NOTRACK",
+    "RATEEST",
+    "REDIRECT",
+    "REJECT",
+    "SECMARK",
+    "SET",
+    "SNAT",
+    "SNPT",
+    "SYNPROXY",
+    "TCPMSS",
+    "TCPOPTSTRIP",
+    "TEE",
+    "TOS",
+    "TPROXY",
+    "TRACE",
+    "TTL",
+    "ULOG",
+];
+
+/// True when `name` is a standard verdict or a target extension of iptables.
+pub(crate) fn is_target_extension(name: &str) -> bool {
+    TARGET_EXTENSIONS.contains(&name)
 }
 
 struct ArgParser<'a> {
@@ -673,7 +782,7 @@ impl ArgParser<'_> {
         self.rule.conditions.push(Match::Raw(Raw::Iptables(args)).into());
     }
 
-    fn run(&mut self, chains: &BTreeSet<String>) {
+    fn run(&mut self, is_chain: &dyn Fn(&str) -> bool) {
         while self.i < self.args.len() {
             let start = self.i;
             let negated = self.peek(0) == Some("!");
@@ -700,7 +809,7 @@ impl ArgParser<'_> {
             } else if !negated && opt == "-m" {
                 self.module();
             } else if !negated && (opt == "-j" || opt == "--jump" || opt == "-g" || opt == "--goto") {
-                self.target(chains);
+                self.target(is_chain);
                 return;
             } else {
                 // Something the model does not know: keep it verbatim.
@@ -799,7 +908,7 @@ impl ArgParser<'_> {
     }
 
     /// `-j TARGET [options]` or `-g CHAIN`; the rest of the arguments.
-    fn target(&mut self, chains: &BTreeSet<String>) {
+    fn target(&mut self, is_chain: &dyn Fn(&str) -> bool) {
         let start = self.i;
         let goto = matches!(self.peek(0), Some("-g" | "--goto"));
         let name = self.peek(1).unwrap_or_default().to_owned();
@@ -834,7 +943,7 @@ impl ArgParser<'_> {
                     },
                     _ => raw(),
                 },
-                n if opts.is_empty() && chains.contains(n) => Verdict::Jump(name),
+                n if opts.is_empty() && !n.is_empty() && is_chain(n) => Verdict::Jump(name),
                 _ => raw(),
             }
         };

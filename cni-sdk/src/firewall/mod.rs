@@ -16,8 +16,9 @@
 //! iptables renders them argument for argument as `iptables -S` prints Go's rules, so Go and this
 //! SDK delete each other's rules ([`names`] has Go's chain names and comment formats).
 //!
-//! **Backends.** A [`FirewallBackend`] only reads tables and commits primitive [`Change`]s:
-//! [`IptablesBackend`] (`iptables -S`, `iptables-restore -w --noflush`), [`NftablesBackend`]
+//! **Backends.** A [`FirewallBackend`] only reads tables or chains and commits primitive
+//! [`Change`]s: [`IptablesBackend`] (`iptables -S [<chain>]`, `iptables-restore -w --noflush`),
+//! [`NftNetlinkBackend`] (nf_tables netlink messages, no process), [`NftablesBackend`]
 //! (`nft -j list table`, `nft -f -`) and `fake::FakeFirewall` (feature `test-util`). Everything
 //! else — idempotency, validation, the errors of missing or busy objects — is decided once, by a
 //! planner shared by all backends, against the state just read. So plugin code behaves the same
@@ -26,14 +27,22 @@
 //! (Go's bug B2).
 //!
 //! **Transactions.** A [`Batch`] collects the operations of one ADD or DEL and
-//! [`Firewall::apply`] runs it: read the tables involved, plan, commit — one
-//! `iptables-restore --noflush` per IP family, or one `nft -f -` transaction — instead of Go's
+//! [`Firewall::apply`] runs it: read what the batch touches, plan, commit — one
+//! `iptables-restore --noflush` per IP family, or one nftables transaction — instead of Go's
 //! dozens of `iptables` processes fighting for the xtables lock (bug B4). nftables transactions
 //! are atomic in the kernel; an `iptables-restore` run is atomic per table (legacy) or per run
 //! (nf_tables), and the families commit one after the other. If another process changed the same
 //! objects between reading and committing (the commit fails with `NotFound`, `Exists` or
-//! `InUse`), the batch is planned again from a fresh read, up to three times. The planner never
-//! needs the transport, so replacing the `nft` process by netlink changes only a backend.
+//! `InUse`), the batch is planned again from a fresh read, up to three times.
+//!
+//! **Cost.** Reads are scoped to the chains a batch names and the chains its rules jump to
+//! ([`FirewallBackend::read_chains`]), never whole tables on the success path, so an ADD does not
+//! read the other pods' chains: with netlink a read is one dump of one chain; with iptables it is
+//! one `iptables -S <chain>`, and chains an iptables batch creates are not read at all (taken as
+//! missing; if one exists, `-N` fails the commit atomically and the batch is planned again from
+//! reads). What the planner checks across a whole table (jump loops, NAT hooks, references to a
+//! deleted chain) it checks as far as it read; the kernel checks the rest, and a refused commit
+//! is planned again against whole tables to report the refusal in the planner's words.
 //!
 //! **Namespaces.** Backends run their tool in the caller's network namespace, or in the one given
 //! to `in_netns`: the tool is then spawned from a dedicated OS thread that entered the namespace
@@ -89,6 +98,8 @@ pub mod ipmasq;
 mod iptables;
 mod model;
 pub mod names;
+mod nft_expr;
+mod nft_netlink;
 mod nftables;
 mod plan;
 mod process;
@@ -102,6 +113,7 @@ pub use model::{
     Match, PRIORITY_BRIDGE_DSTNAT, PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_MANGLE, PRIORITY_RAW, PRIORITY_SECURITY,
     PRIORITY_SRCNAT, Policy, PortRange, Ports, Protocol, Raw, Rule, Table, TableFamily, TableId, Verdict,
 };
+pub use nft_netlink::NftNetlinkBackend;
 pub use nftables::NftablesBackend;
 pub use plan::Batch;
 pub use state::{ChainState, Change, ListedRule, RuleHandle, TableState};
@@ -136,11 +148,15 @@ pub async fn supports_nftables(netns: Option<&NetNs>) -> bool {
 /// committing.
 const MAX_ATTEMPTS: usize = 3;
 
+/// How many rounds of scoped reads a plan may take before the tables are read whole.
+const MAX_READ_ROUNDS: usize = 8;
+
 /// The transport under a [`Firewall`]: reads tables and commits planned changes.
 ///
-/// Implemented by [`IptablesBackend`], [`NftablesBackend`] and `fake::FakeFirewall`. All the
-/// semantics (idempotency, validation, error kinds) live in [`Firewall`]'s planner, so a backend
-/// only moves data; implement it to put another transport (e.g. netlink) under the same model.
+/// Implemented by [`IptablesBackend`], [`NftNetlinkBackend`], [`NftablesBackend`] and
+/// `fake::FakeFirewall`. All the semantics (idempotency, validation, error kinds) live in
+/// [`Firewall`]'s planner, so a backend only moves data; implement it to put another transport
+/// under the same model.
 pub trait FirewallBackend: Send + Sync + fmt::Debug {
     /// The tool semantics this backend follows.
     fn kind(&self) -> BackendKind;
@@ -163,6 +179,28 @@ pub trait FirewallBackend: Send + Sync + fmt::Debug {
 
     /// Applies `changes` (all of one unit: one IP family for iptables) as one transaction.
     fn commit(&self, changes: &[Change]) -> impl Future<Output = FirewallResult<()>> + Send;
+
+    /// Reads only the chains named in `chains` of `table`: `None` when the table does not exist,
+    /// else the table (its comment may be left out) holding those of the chains that exist, each with
+    /// all its rules in normal form; other chains are left out. With `chains` empty this only
+    /// tells whether the table exists.
+    ///
+    /// [`Firewall::apply`] reads through this, so that a batch reads what it touches rather than
+    /// whole tables. The default reads the whole table and keeps the chains asked for; backends
+    /// override it when they can read less.
+    fn read_chains(
+        &self,
+        table: &TableId,
+        chains: &[String],
+    ) -> impl Future<Output = FirewallResult<Option<TableState>>> + Send {
+        async move {
+            let t = self.read_table(table, false).await?;
+            Ok(t.map(|mut t| {
+                t.chains.retain(|c| chains.contains(&c.chain.name));
+                t
+            }))
+        }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = FirewallResult<T>> + Send + 'a>>;
@@ -174,6 +212,7 @@ trait DynBackend: Send + Sync + fmt::Debug {
     fn list_tables_boxed(&self) -> BoxFuture<'_, Vec<Table>>;
     fn read_table_boxed<'a>(&'a self, table: &'a TableId, comments: bool) -> BoxFuture<'a, Option<TableState>>;
     fn commit_boxed<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, ()>;
+    fn read_chains_boxed<'a>(&'a self, table: &'a TableId, chains: &'a [String]) -> BoxFuture<'a, Option<TableState>>;
 }
 
 impl<T: FirewallBackend> DynBackend for T {
@@ -195,6 +234,10 @@ impl<T: FirewallBackend> DynBackend for T {
 
     fn commit_boxed<'a>(&'a self, changes: &'a [Change]) -> BoxFuture<'a, ()> {
         Box::pin(self.commit(changes))
+    }
+
+    fn read_chains_boxed<'a>(&'a self, table: &'a TableId, chains: &'a [String]) -> BoxFuture<'a, Option<TableState>> {
+        Box::pin(self.read_chains(table, chains))
     }
 }
 
@@ -229,6 +272,17 @@ impl Firewall {
     /// `nft` in the caller's network namespace.
     pub fn nftables() -> Self {
         Self::new(NftablesBackend::new())
+    }
+
+    /// nftables over netlink (no `nft` process) in the caller's network namespace; see
+    /// [`NftNetlinkBackend`].
+    pub fn nftables_netlink() -> Self {
+        Self::new(NftNetlinkBackend::new())
+    }
+
+    /// nftables over netlink inside `netns`.
+    pub fn nftables_netlink_in(netns: NetNs) -> Self {
+        Self::new(NftNetlinkBackend::new().in_netns(netns))
     }
 
     /// The system's iptables inside `netns`.
@@ -280,7 +334,7 @@ impl Firewall {
     /// True when the chain exists.
     pub async fn chain_exists(&self, chain: &ChainId) -> FirewallResult<bool> {
         validate::validate_table(self.kind(), &chain.table)?;
-        let t = self.backend.read_table_boxed(&chain.table, false).await?;
+        let t = self.backend.read_chains_boxed(&chain.table, std::slice::from_ref(&chain.name)).await?;
         Ok(t.is_some_and(|t| t.chain(&chain.name).is_some()))
     }
 
@@ -289,7 +343,7 @@ impl Firewall {
     pub async fn list_rules(&self, chain: &ChainId) -> FirewallResult<Vec<ListedRule>> {
         validate::validate_table(self.kind(), &chain.table)?;
         validate::validate_chain_name(self.kind(), &chain.name)?;
-        let t = self.backend.read_table_boxed(&chain.table, false).await?;
+        let t = self.backend.read_chains_boxed(&chain.table, std::slice::from_ref(&chain.name)).await?;
         match t.and_then(|mut t| {
             let i = t.chains.iter().position(|c| c.chain.name == chain.name)?;
             Some(t.chains.swap_remove(i))
@@ -324,8 +378,18 @@ impl Firewall {
     }
 
     /// Applies a batch: per commit unit (iptables: per IP family, in order of first use; nftables:
-    /// the whole batch), reads the tables involved, plans, and commits in one tool run. Returns
+    /// the whole batch), reads what the batch touches, plans, and commits in one tool run. Returns
     /// the changes committed (empty when everything was already as asked).
+    ///
+    /// Reads are scoped to the objects the operations name (the chains they change, the chains
+    /// their rules jump to), not whole tables, so the cost does not grow with the rest of the
+    /// ruleset where the backend can read one chain ([`FirewallBackend::read_chains`]). With
+    /// iptables, chains the batch ensures are first taken as missing without reading them (the
+    /// usual ADD creates them): creating one that exists fails the whole commit, and the batch is
+    /// then planned again from reads. When a commit fails, the tables are read whole and planned
+    /// again, so a refusal is reported as the planner words it (the same as if it had been found
+    /// before committing), and a conflict (another process changed the same objects: `NotFound`,
+    /// `Exists`, `InUse`) is planned again from a fresh read, up to three times.
     ///
     /// Invalid requests fail with [`InvalidArgument`](FirewallErrorKind::InvalidArgument) before
     /// anything runs. With iptables, a failure in the second family leaves the first committed.
@@ -334,15 +398,13 @@ impl Firewall {
         plan::check_names(kind, &batch.ops)?;
         let mut committed = Vec::new();
         for unit in batch.units(kind) {
+            let tables = plan::tables_of(&unit);
             let mut attempt = 1;
             loop {
-                let mut state = Ruleset::new(kind);
-                for t in plan::tables_of(&unit) {
-                    if let Some(ts) = self.backend.read_table_boxed(&t, false).await? {
-                        state.tables.push(ts);
-                    }
-                }
-                let changes = plan::plan(&mut state, &unit)?;
+                // Assume ensured chains missing only where creating an existing one fails the
+                // whole commit: iptables-restore, one table (legacy commits tables one by one).
+                let assume = attempt == 1 && kind == BackendKind::Iptables && tables.len() == 1;
+                let (state, changes) = self.plan_scoped(&unit, assume).await?;
                 if changes.is_empty() {
                     break;
                 }
@@ -351,15 +413,78 @@ impl Firewall {
                         committed.extend(changes);
                         break;
                     }
-                    Err(e) if e.is_conflict() && attempt < MAX_ATTEMPTS => {
-                        tracing::debug!(error = %e, attempt, "firewall state changed while committing; planning again");
+                    Err(e) if assume && e.is_conflict() => {
+                        // A chain taken as missing exists: plan from reads.
+                        tracing::debug!(error = %e, "an ensured chain exists; planning again from reads");
                         attempt += 1;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        if tables.iter().any(|t| !state.is_complete(t)) {
+                            // The plan checked only what it read: find what the tool refused.
+                            let mut full = Ruleset::new(kind);
+                            for t in &tables {
+                                let read = self.backend.read_table_boxed(t, false).await?;
+                                full.add_full(t, read);
+                            }
+                            plan::plan(&mut full, &unit)?;
+                        }
+                        if e.is_conflict() && attempt < MAX_ATTEMPTS {
+                            tracing::debug!(error = %e, attempt, "firewall state changed while committing; planning again");
+                            attempt += 1;
+                            continue;
+                        }
+                        return Err(e);
+                    }
                 }
             }
         }
         Ok(committed)
+    }
+
+    /// Plans one unit from scoped reads: reads what the planner asks for until it can plan.
+    async fn plan_scoped(&self, unit: &[plan::Op], assume: bool) -> FirewallResult<(Ruleset, Vec<Change>)> {
+        let kind = self.kind();
+        let mut state = Ruleset::new(kind);
+        if assume {
+            for t in plan::tables_of(unit) {
+                state.assume(&t, &plan::ensured_chains(unit));
+            }
+        }
+        for round in 0.. {
+            let mut work = state.clone();
+            let needs = match plan::plan(&mut work, unit)? {
+                plan::Planned::Changes(changes) => return Ok((work, changes)),
+                plan::Planned::Needs(needs) => needs,
+            };
+            if round >= MAX_READ_ROUNDS {
+                // Cannot happen (every round learns what was asked); read everything rather than loop.
+                for t in plan::tables_of(unit) {
+                    let read = self.backend.read_table_boxed(&t, false).await?;
+                    state.add_full(&t, read);
+                }
+                continue;
+            }
+            let mut by_table: Vec<(TableId, Vec<String>)> = Vec::new();
+            for need in needs {
+                let (table, chain) = match need {
+                    plan::Need::Table(t) => (t, None),
+                    plan::Need::Chain(c) => (c.table, Some(c.name)),
+                };
+                let entry = match by_table.iter().position(|(t, _)| *t == table) {
+                    Some(i) => &mut by_table[i].1,
+                    None => {
+                        by_table.push((table, Vec::new()));
+                        &mut by_table.last_mut().expect("pushed").1
+                    }
+                };
+                entry.extend(chain);
+            }
+            for (table, chains) in by_table {
+                let read = self.backend.read_chains_boxed(&table, &chains).await?;
+                state.add_chains(&table, &chains, read);
+            }
+        }
+        unreachable!("the loop above only ends by returning")
     }
 
     async fn one(&self, f: impl FnOnce(&mut Batch)) -> FirewallResult<Vec<Change>> {

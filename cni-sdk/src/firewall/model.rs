@@ -598,8 +598,11 @@ pub enum Raw {
     Iptables(Vec<String>),
     /// nft rule syntax, e.g. `iifname "eth0"` or `counter`.
     Nft(String),
-    /// An nft expression listed in JSON that the model does not cover (compact JSON). Returned
-    /// by listings only; it cannot be written back.
+    /// An nft expression listed in JSON that the model does not cover (compact JSON): as `nft -j`
+    /// prints it ([`NftablesBackend`](super::NftablesBackend)), or from
+    /// [`NftNetlinkBackend`](super::NftNetlinkBackend) as `{"<expression>": {"<attribute
+    /// number>": "<hex>", ...}}` (`counter` as nft prints it). Returned by listings only; it
+    /// cannot be written back.
     NftJson(String),
 }
 

@@ -1,14 +1,14 @@
 //! Batches of intent-level operations, and the planner that turns them into primitive
 //! [`Change`]s against the state a backend read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
 use super::error::{FirewallError, FirewallErrorKind, FirewallResult};
 use super::iptables;
 use super::model::{BackendKind, Chain, ChainId, ChainKind, Rule, Table, TableFamily, TableId};
-use super::state::{Change, HandleRepr, RuleHandle, Ruleset};
+use super::state::{ChainState, Change, HandleRepr, Knowledge, RuleHandle, Ruleset};
 use super::validate::{validate_chain_name, validate_comment, validate_rule, validate_table};
 
 type Predicate = Arc<dyn Fn(&Rule) -> bool + Send + Sync>;
@@ -303,25 +303,124 @@ pub(crate) fn canonical_rule(kind: BackendKind, chains: &BTreeSet<String>, rule:
             if let Some(target) = rule.verdict.target_chain() {
                 chains.insert(target.to_owned());
             }
-            iptables::parse_rule_args(&iptables::rule_args(&rule), &chains).normalized(kind)
+            iptables::parse_rule_args_with(&iptables::rule_args(&rule), &|n| chains.contains(n)).normalized(kind)
         }
     }
 }
 
+/// What the planner must read before it can plan a batch (see [`plan`]).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Need {
+    /// Whether the table exists.
+    Table(TableId),
+    /// Whether the chain exists, its definition and all its rules.
+    Chain(ChainId),
+}
+
+/// The outcome of planning against what is known.
+#[derive(Debug)]
+pub(crate) enum Planned {
+    /// The changes to commit, in order (empty: nothing to do).
+    Changes(Vec<Change>),
+    /// Facts the plan depends on that are not known yet: read them and plan again.
+    Needs(Vec<Need>),
+}
+
+/// The regular chains the operations ensure: what an iptables plan may take as missing without
+/// reading (see [`super::Firewall::apply`]).
+pub(crate) fn ensured_chains(ops: &[Op]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for op in ops {
+        if let Op::EnsureChain(_, c) = op
+            && c.kind == ChainKind::Regular
+            && !out.contains(&c.name)
+        {
+            out.push(c.name.clone());
+        }
+    }
+    out
+}
+
 /// Plans `ops` against `state` (which it updates as the changes would): the primitive changes
 /// to commit, in order. Errors are those the tool would give, found before anything is run.
-pub(crate) fn plan(state: &mut Ruleset, ops: &[Op]) -> FirewallResult<Vec<Change>> {
+///
+/// `state` may know the tables only in part (scoped reads): the planner then asks for what it
+/// is missing ([`Planned::Needs`], as many needs as one pass finds) rather than guess, and checks
+/// what depends on the whole table (jump loops, NAT hooks, rules still jumping to a deleted
+/// chain) only as far as it knows the table; the tool checks the rest when committing. A rule
+/// that jumps to a chain known to be missing when planning starts cannot be in any chain yet,
+/// so adding it "if absent" or deleting it needs no read of the chain it goes to.
+pub(crate) fn plan(state: &mut Ruleset, ops: &[Op]) -> FirewallResult<Planned> {
     let kind = state.kind;
-    let mut planner = Planner { state, out: Vec::new(), next_pending: 0 };
+    let missing_at_start = MissingAtStart::of(state);
+    let mut planner = Planner { state, out: Vec::new(), next_pending: 0, needs: Vec::new(), missing_at_start };
     let mut touched: BTreeSet<TableId> = BTreeSet::new();
     for op in ops {
         touched.insert(op.table());
-        planner.op(kind, op).map_err(|e| e.context(format!("{op:?}")))?;
+        match planner.op(kind, op) {
+            Ok(()) | Err(Stop::Need) => {}
+            // A failure after a skipped operation may be caused by the skip: read first.
+            Err(Stop::Fail(_)) if !planner.needs.is_empty() => break,
+            Err(Stop::Fail(e)) => return Err(e.context(format!("{op:?}"))),
+        }
+    }
+    if !planner.needs.is_empty() {
+        let mut needs = planner.needs;
+        needs.sort();
+        needs.dedup();
+        return Ok(Planned::Needs(needs));
     }
     for t in &touched {
         planner.state.validate_table(t)?;
     }
-    Ok(planner.out.into_iter().map(|(c, _)| c).collect())
+    Ok(Planned::Changes(planner.out.into_iter().map(|(c, _)| c).collect()))
+}
+
+/// Why planning an operation stopped.
+enum Stop {
+    /// It depends on something not read yet (recorded in `Planner::needs`).
+    Need,
+    /// It cannot be done.
+    Fail(FirewallError),
+}
+
+impl From<FirewallError> for Stop {
+    fn from(e: FirewallError) -> Self {
+        Self::Fail(e)
+    }
+}
+
+/// The chains known to be missing when planning started.
+struct MissingAtStart {
+    /// Per table: the chains that existed (whole tables) or were known (partial tables: the
+    /// names read, with whether each existed).
+    tables: BTreeMap<TableId, (BTreeSet<String>, Option<BTreeSet<String>>)>,
+    absent: BTreeSet<TableId>,
+}
+
+impl MissingAtStart {
+    fn of(state: &Ruleset) -> Self {
+        let tables = state
+            .tables
+            .iter()
+            .map(|t| {
+                let present: BTreeSet<String> = t.chains.iter().map(|c| c.chain.name.clone()).collect();
+                (t.id(), (present, state.partial.get(&t.id()).map(|p| p.known.clone())))
+            })
+            .collect();
+        Self { tables, absent: state.absent.clone() }
+    }
+
+    fn contains(&self, chain: &ChainId) -> bool {
+        if self.absent.contains(&chain.table) {
+            return true;
+        }
+        match self.tables.get(&chain.table) {
+            Some((present, None)) => !present.contains(&chain.name),
+            Some((present, Some(known))) => known.contains(&chain.name) && !present.contains(&chain.name),
+            None => false,
+        }
+    }
 }
 
 struct Planner<'a> {
@@ -329,6 +428,8 @@ struct Planner<'a> {
     /// The changes, each with the pending id of the rule it adds (if any).
     out: Vec<(Change, Option<u64>)>,
     next_pending: u64,
+    needs: Vec<Need>,
+    missing_at_start: MissingAtStart,
 }
 
 impl Planner<'_> {
@@ -358,43 +459,113 @@ impl Planner<'_> {
         self.emit(Change::DeleteRule { chain: chain.clone(), handle, rule })
     }
 
-    /// The rule as the backend will list it (see [`canonical_rule`]).
-    fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
-        let chains: BTreeSet<String> = self
-            .state
-            .table(&chain.table)
-            .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
-            .unwrap_or_default();
-        canonical_rule(kind, &chains, rule)
+    fn need(&mut self, need: Need) -> Stop {
+        self.needs.push(need);
+        Stop::Need
     }
 
-    fn op(&mut self, kind: BackendKind, op: &Op) -> FirewallResult<()> {
+    /// Whether the table exists.
+    fn table_exists(&mut self, table: &TableId) -> Result<bool, Stop> {
+        if self.state.table(table).is_some() {
+            Ok(true)
+        } else if self.state.absent.contains(table) {
+            Ok(false)
+        } else {
+            Err(self.need(Need::Table(table.clone())))
+        }
+    }
+
+    /// The chain's definition, `None` when it is missing.
+    fn chain_kind(&mut self, chain: &ChainId) -> Result<Option<ChainKind>, Stop> {
+        match self.state.knowledge(chain) {
+            Knowledge::Unknown => Err(self.need(Need::Chain(chain.clone()))),
+            Knowledge::Missing => Ok(None),
+            Knowledge::Present { .. } => Ok(self.state.chain(chain).map(|c| c.chain.kind)),
+        }
+    }
+
+    /// The chain with all its rules, `None` when it is missing.
+    fn chain_rules(&mut self, chain: &ChainId) -> Result<Option<&ChainState>, Stop> {
+        match self.state.knowledge(chain) {
+            Knowledge::Unknown | Knowledge::Present { rules: false } => Err(self.need(Need::Chain(chain.clone()))),
+            Knowledge::Missing => Ok(None),
+            Knowledge::Present { rules: true } => Ok(self.state.chain(chain)),
+        }
+    }
+
+    /// The rules of the chain among which `rule` could be: all of them, or when `rule` jumps to
+    /// a chain that was missing when planning started, only those added by this batch (the
+    /// state's list, whether or not the rest is known). `None` when the chain is missing.
+    fn candidates(&mut self, chain: &ChainId, rule: &Rule) -> Result<Option<&ChainState>, Stop> {
+        let new_target = rule
+            .verdict
+            .target_chain()
+            .is_some_and(|t| self.missing_at_start.contains(&chain.table.chain(t.to_owned())));
+        if new_target {
+            return match self.chain_kind(chain)? {
+                Some(_) => Ok(self.state.chain(chain)),
+                None => Ok(None),
+            };
+        }
+        self.chain_rules(chain)
+    }
+
+    /// The rule as the backend will list it: the normal form, and for iptables the parse of its
+    /// rendering, so raw arguments the parser knows become typed as `iptables -S` would show them.
+    fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
+        let rule = rule.normalized(kind);
+        match kind {
+            BackendKind::Nftables => rule,
+            BackendKind::Iptables => {
+                let mut chains: BTreeSet<String> = self
+                    .state
+                    .table(&chain.table)
+                    .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
+                    .unwrap_or_default();
+                // A typed jump stays a jump, even to a chain that does not exist (yet).
+                if let Some(target) = rule.verdict.target_chain() {
+                    chains.insert(target.to_owned());
+                }
+                // Known only in part: a `-j NAME` that is no target extension is a chain.
+                let partial = self.state.partial.contains_key(&chain.table);
+                let is_chain = |n: &str| chains.contains(n) || (partial && !iptables::is_target_extension(n));
+                iptables::parse_rule_args_with(&iptables::rule_args(&rule), &is_chain).normalized(kind)
+            }
+        }
+    }
+
+    fn op(&mut self, kind: BackendKind, op: &Op) -> Result<(), Stop> {
         match op {
             Op::EnsureTable(table) => {
                 let id = table.id();
                 if let Some(c) = &table.comment {
                     if kind == BackendKind::Iptables {
-                        return Err(FirewallError::invalid(format!("iptables tables have no comments (table {id})")));
+                        return Err(
+                            FirewallError::invalid(format!("iptables tables have no comments (table {id})")).into()
+                        );
                     }
                     validate_comment(kind, "table", c)?;
                 }
-                match (kind, self.state.table(&id)) {
-                    (_, Some(_)) => Ok(()),
-                    (BackendKind::Iptables, None) => Err(FirewallError::new(
+                match (kind, self.table_exists(&id)?) {
+                    (_, true) => Ok(()),
+                    (BackendKind::Iptables, false) => Err(FirewallError::new(
                         FirewallErrorKind::Unavailable,
                         format!("iptables table {id} is not available"),
-                    )),
-                    (BackendKind::Nftables, None) => self.emit(Change::AddTable(table.clone())),
+                    )
+                    .into()),
+                    (BackendKind::Nftables, false) => Ok(self.emit(Change::AddTable(table.clone()))?),
                 }
             }
             Op::DeleteTable(id) => {
                 if kind == BackendKind::Iptables {
-                    return Err(FirewallError::invalid(format!("iptables tables cannot be deleted (table {id})")));
+                    return Err(
+                        FirewallError::invalid(format!("iptables tables cannot be deleted (table {id})")).into()
+                    );
                 }
-                match self.state.table(id) {
-                    Some(_) => self.emit(Change::DeleteTable(id.clone())),
-                    None => Ok(()),
+                if self.table_exists(id)? {
+                    self.emit(Change::DeleteTable(id.clone()))?;
                 }
+                Ok(())
             }
             Op::EnsureChain(table, chain) => {
                 if let Some(c) = &chain.comment {
@@ -402,31 +573,35 @@ impl Planner<'_> {
                         return Err(FirewallError::invalid(format!(
                             "iptables chains have no comments (chain {})",
                             table.chain(chain.name.clone())
-                        )));
+                        ))
+                        .into());
                     }
                     validate_comment(kind, "chain", c)?;
                 }
-                let Some(t) = self.state.table(table) else {
-                    return Err(FirewallError::not_found(format!("table {table} does not exist")));
-                };
+                if !self.table_exists(table)? {
+                    return Err(FirewallError::not_found(format!("table {table} does not exist")).into());
+                }
                 let id = table.chain(chain.name.clone());
-                match t.chain(&chain.name).map(|c| c.chain.kind) {
+                // The full definition (a base chain's policy): a chain taken as existing
+                // without a read (an iptables built-in chain) must be read.
+                let existing = self.chain_rules(&id)?.map(|c| c.chain.kind);
+                match existing {
                     None => {
                         if kind == BackendKind::Iptables && chain.base_chain().is_some() {
                             return Err(FirewallError::invalid(format!(
                                 "iptables cannot create base chain {id}; its base chains are the built-in ones"
-                            )));
+                            ))
+                            .into());
                         }
-                        self.emit(Change::AddChain { table: table.clone(), chain: chain.clone() })
+                        Ok(self.emit(Change::AddChain { table: table.clone(), chain: chain.clone() })?)
                     }
                     Some(ChainKind::Regular) if chain.kind == ChainKind::Regular => Ok(()),
                     Some(ChainKind::Base(old)) => match chain.kind {
                         ChainKind::Base(new) if old.same_hook(&new) => {
                             if old.policy != new.policy {
-                                self.emit(Change::SetPolicy { chain: id, base: new })
-                            } else {
-                                Ok(())
+                                self.emit(Change::SetPolicy { chain: id, base: new })?;
                             }
+                            Ok(())
                         }
                         _ => Err(FirewallError::new(
                             FirewallErrorKind::Exists,
@@ -436,27 +611,53 @@ impl Planner<'_> {
                                 old.hook.as_str(),
                                 old.priority
                             ),
-                        )),
+                        )
+                        .into()),
                     },
                     Some(ChainKind::Regular) => Err(FirewallError::new(
                         FirewallErrorKind::Exists,
                         format!("chain {id} already exists as a regular chain"),
-                    )),
+                    )
+                    .into()),
                 }
             }
-            Op::FlushChain(chain) => match self.state.chain(chain) {
-                Some(c) if !c.rules.is_empty() => self.emit(Change::FlushChain(chain.clone())),
-                _ => Ok(()),
-            },
-            Op::DeleteChain(chain) => match self.state.chain(chain) {
-                Some(_) => self.emit(Change::DeleteChain(chain.clone())),
-                None => Ok(()),
-            },
+            Op::FlushChain(chain) => {
+                if self.chain_rules(chain)?.is_some_and(|c| !c.rules.is_empty()) {
+                    self.emit(Change::FlushChain(chain.clone()))?;
+                }
+                Ok(())
+            }
+            Op::DeleteChain(chain) => {
+                // iptables refuses to delete a chain that holds rules: that needs them.
+                let exists = match kind {
+                    BackendKind::Iptables => self.chain_rules(chain)?.is_some(),
+                    BackendKind::Nftables => self.chain_kind(chain)?.is_some(),
+                };
+                if exists {
+                    self.emit(Change::DeleteChain(chain.clone()))?;
+                }
+                Ok(())
+            }
             Op::Append { chain, rule, if_absent, top, unless } => {
                 validate_rule(kind, &chain.table, rule)?;
                 let rule = self.canonical(kind, chain, rule);
+                // Where it goes and where it jumps must be known to exist (or not).
+                let mut unknown = false;
+                for c in std::iter::once(chain.clone()).chain(rule.verdict.target_chain().map(|t| chain.table.chain(t)))
+                {
+                    match self.chain_kind(&c) {
+                        Ok(_) => {}
+                        Err(Stop::Need) => unknown = true,
+                        Err(e) => return Err(e),
+                    }
+                }
+                if unknown {
+                    return Err(Stop::Need);
+                }
                 let present = |r: &Rule| *r == rule || unless.as_ref().is_some_and(|p| p(r));
-                if *if_absent && self.state.chain(chain).is_some_and(|c| c.rules.iter().any(|r| present(&r.rule))) {
+                if *if_absent
+                    && self.candidates(chain, &rule)?.is_some_and(|c| c.rules.iter().any(|r| present(&r.rule)))
+                {
                     return Ok(());
                 }
                 let change = if *top {
@@ -464,25 +665,27 @@ impl Planner<'_> {
                 } else {
                     Change::AppendRule { chain: chain.clone(), rule }
                 };
-                self.emit(change)
+                Ok(self.emit(change)?)
             }
             Op::DeleteRule(chain, rule) => {
                 let rule = self.canonical(kind, chain, rule);
-                let found = self.state.chain(chain).and_then(|c| c.rules.iter().find(|r| r.rule == rule)).cloned();
-                match found {
-                    Some(listed) => self.delete(chain, listed.handle, listed.rule),
-                    None => Ok(()),
+                let found =
+                    self.candidates(chain, &rule)?.and_then(|c| c.rules.iter().find(|r| r.rule == rule)).cloned();
+                if let Some(listed) = found {
+                    self.delete(chain, listed.handle, listed.rule)?;
                 }
+                Ok(())
             }
             Op::DeleteHandle(chain, handle) => {
-                let found = self.state.chain(chain).and_then(|c| c.rules.iter().find(|r| &r.handle == handle)).cloned();
-                match found {
-                    Some(listed) => self.delete(chain, listed.handle, listed.rule),
-                    None => Ok(()),
+                let found =
+                    self.chain_rules(chain)?.and_then(|c| c.rules.iter().find(|r| &r.handle == handle)).cloned();
+                if let Some(listed) = found {
+                    self.delete(chain, listed.handle, listed.rule)?;
                 }
+                Ok(())
             }
             Op::DeleteWhere(chain, predicate) => {
-                let matching: Vec<_> = match self.state.chain(chain) {
+                let matching: Vec<_> = match self.chain_rules(chain)? {
                     Some(c) => c.rules.iter().filter(|r| predicate(&r.rule)).cloned().collect(),
                     None => return Ok(()),
                 };

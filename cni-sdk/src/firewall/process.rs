@@ -64,37 +64,7 @@ impl Runner {
         let args_owned = args.to_vec();
         let timeout = self.timeout;
         let job = move || run_blocking(&program_owned, &args_owned, stdin.as_deref(), timeout);
-        let result = match &self.netns {
-            Some(ns) => ns.run_blocking(job).await.map_err(|e| {
-                FirewallError::new(
-                    match e.kind() {
-                        crate::netns::NetnsErrorKind::PermissionDenied => FirewallErrorKind::PermissionDenied,
-                        crate::netns::NetnsErrorKind::NotFound => FirewallErrorKind::NotFound,
-                        _ => FirewallErrorKind::Other,
-                    },
-                    format!("running {program} in network namespace {}: {e}", ns.path().display()),
-                )
-                .with_source(e)
-            })?,
-            None => {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                std::thread::Builder::new()
-                    .name("cni-firewall".into())
-                    .spawn(move || {
-                        // The receiver may be gone if the caller stopped waiting.
-                        let _ = tx.send(job());
-                    })
-                    .map_err(|e| {
-                        FirewallError::new(FirewallErrorKind::Other, format!("spawn a thread to run {program}: {e}"))
-                    })?;
-                rx.await.map_err(|_| {
-                    FirewallError::new(
-                        FirewallErrorKind::Other,
-                        format!("the thread running {program} ended without a result"),
-                    )
-                })?
-            }
-        };
+        let result = on_thread(self.netns.as_ref(), &format!("run {program}"), job).await;
         result.map_err(|e| e.with_command(command_line(program, args)))
     }
 
@@ -105,6 +75,41 @@ impl Runner {
             Ok(out.stdout)
         } else {
             Err(FirewallError::tool(command_line(program, args), &out.stderr, out.code))
+        }
+    }
+}
+
+/// Runs the blocking `job` on a dedicated, short-lived OS thread — inside `netns` when given —
+/// and awaits its result without blocking the caller's thread. `what` names the job in errors.
+pub(crate) async fn on_thread<T: Send + 'static>(
+    netns: Option<&NetNs>,
+    what: &str,
+    job: impl FnOnce() -> FirewallResult<T> + Send + 'static,
+) -> FirewallResult<T> {
+    match netns {
+        Some(ns) => ns.run_blocking(job).await.map_err(|e| {
+            FirewallError::new(
+                match e.kind() {
+                    crate::netns::NetnsErrorKind::PermissionDenied => FirewallErrorKind::PermissionDenied,
+                    crate::netns::NetnsErrorKind::NotFound => FirewallErrorKind::NotFound,
+                    _ => FirewallErrorKind::Other,
+                },
+                format!("{what} in network namespace {}: {e}", ns.path().display()),
+            )
+            .with_source(e)
+        })?,
+        None => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            std::thread::Builder::new()
+                .name("cni-firewall".into())
+                .spawn(move || {
+                    // The receiver may be gone if the caller stopped waiting.
+                    let _ = tx.send(job());
+                })
+                .map_err(|e| FirewallError::new(FirewallErrorKind::Other, format!("spawn a thread to {what}: {e}")))?;
+            rx.await.map_err(|_| {
+                FirewallError::new(FirewallErrorKind::Other, format!("the thread to {what} ended without a result"))
+            })?
         }
     }
 }

@@ -232,16 +232,143 @@ impl Change {
     }
 }
 
+/// What a scoped read established about a table of which only some chains were read.
+///
+/// A chain named in `known` exists when the table's state lists it and is known to be missing
+/// otherwise; the existence of any other chain is unknown. Of the chains that exist, those in
+/// `rules_unknown` were taken as existing without reading them (iptables' built-in chains), so
+/// only the rules this batch added to them are listed.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Partial {
+    pub(crate) known: BTreeSet<String>,
+    pub(crate) rules_unknown: BTreeSet<String>,
+}
+
+/// What the state knows about one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Knowledge {
+    /// Not read: whether it exists is unknown.
+    Unknown,
+    /// Known to be missing.
+    Missing,
+    /// Known to exist; `rules` tells whether all its rules are known.
+    Present { rules: bool },
+}
+
 /// The tables a backend knows, with the semantics of its tool.
+///
+/// A table is either known completely (read whole) or in part ([`Partial`]: only the chains a
+/// batch touches were read). Tables not listed in `tables` are missing when `absent` names them,
+/// and unknown otherwise.
 #[derive(Debug, Clone)]
 pub(crate) struct Ruleset {
     pub(crate) kind: BackendKind,
     pub(crate) tables: Vec<TableState>,
+    /// Tables known only in part.
+    pub(crate) partial: BTreeMap<TableId, Partial>,
+    /// Tables known to be missing.
+    pub(crate) absent: BTreeSet<TableId>,
 }
 
 impl Ruleset {
     pub(crate) fn new(kind: BackendKind) -> Self {
-        Self { kind, tables: Vec::new() }
+        Self { kind, tables: Vec::new(), partial: BTreeMap::new(), absent: BTreeSet::new() }
+    }
+
+    /// True when everything about `table` is known (read whole, or known to be missing).
+    pub(crate) fn is_complete(&self, table: &TableId) -> bool {
+        !self.partial.contains_key(table) && (self.absent.contains(table) || self.table(table).is_some())
+    }
+
+    /// True when whether `table` exists is known.
+    pub(crate) fn table_known(&self, table: &TableId) -> bool {
+        self.absent.contains(table) || self.table(table).is_some()
+    }
+
+    /// Records a whole table as read (`None`: it does not exist).
+    pub(crate) fn add_full(&mut self, id: &TableId, state: Option<TableState>) {
+        self.partial.remove(id);
+        self.tables.retain(|t| t.id() != *id);
+        match state {
+            Some(t) => {
+                self.absent.remove(id);
+                self.tables.push(t);
+            }
+            None => {
+                self.absent.insert(id.clone());
+            }
+        }
+    }
+
+    /// Records the result of reading `chains` of `id` (`None`: the table does not exist; else the
+    /// table with those of the chains that exist, with all their rules).
+    pub(crate) fn add_chains(&mut self, id: &TableId, chains: &[String], state: Option<TableState>) {
+        if self.is_complete(id) {
+            return;
+        }
+        let Some(read) = state else {
+            self.tables.retain(|t| t.id() != *id);
+            self.partial.remove(id);
+            self.absent.insert(id.clone());
+            return;
+        };
+        let TableState { table, chains: mut read_chains } = read;
+        self.absent.remove(id);
+        if self.table(id).is_none() {
+            self.tables.push(TableState::new(table));
+        }
+        let partial = self.partial.entry(id.clone()).or_default();
+        let t = self.tables.iter_mut().find(|t| t.id() == *id).expect("added above");
+        for name in chains {
+            partial.rules_unknown.remove(name);
+            partial.known.insert(name.clone());
+            t.chains.retain(|c| c.chain.name != *name);
+            if let Some(i) = read_chains.iter().position(|c| c.chain.name == *name) {
+                t.chains.push(read_chains.swap_remove(i));
+            }
+        }
+        if self.kind == BackendKind::Iptables {
+            sort_iptables_chains(t);
+        }
+    }
+
+    /// Takes `chains` as missing and an existing iptables table's built-in chains as present,
+    /// without reading anything (see [`Knowledge`]).
+    pub(crate) fn assume(&mut self, id: &TableId, missing: &[String]) {
+        if self.table_known(id) {
+            return;
+        }
+        let mut t = TableState::new(Table::new(id.family, id.name.clone()));
+        let mut partial = Partial::default();
+        if self.kind == BackendKind::Iptables {
+            for (name, base) in iptables_builtin_chains(&id.name).unwrap_or_default() {
+                t.chains.push(ChainState { chain: Chain::base(name, base), rules: Vec::new() });
+                partial.known.insert(name.to_owned());
+                partial.rules_unknown.insert(name.to_owned());
+            }
+        }
+        partial.known.extend(missing.iter().cloned());
+        self.tables.push(t);
+        self.partial.insert(id.clone(), partial);
+    }
+
+    /// What is known about `chain`.
+    pub(crate) fn knowledge(&self, chain: &ChainId) -> Knowledge {
+        if self.absent.contains(&chain.table) {
+            return Knowledge::Missing;
+        }
+        let Some(t) = self.table(&chain.table) else { return Knowledge::Unknown };
+        match self.partial.get(&chain.table) {
+            None => match t.chain(&chain.name) {
+                Some(_) => Knowledge::Present { rules: true },
+                None => Knowledge::Missing,
+            },
+            Some(p) if !p.known.contains(&chain.name) => Knowledge::Unknown,
+            Some(p) => match t.chain(&chain.name) {
+                Some(_) => Knowledge::Present { rules: !p.rules_unknown.contains(&chain.name) },
+                None => Knowledge::Missing,
+            },
+        }
     }
 
     pub(crate) fn table(&self, id: &TableId) -> Option<&TableState> {
@@ -274,6 +401,8 @@ impl Ruleset {
                     return Err(FirewallError::invalid(format!("iptables cannot create table {}", table.id())));
                 }
                 if self.table(&table.id()).is_none() {
+                    self.absent.remove(&table.id());
+                    self.partial.remove(&table.id());
                     self.tables.push(TableState::new(table.clone()));
                 }
                 Ok(())
@@ -287,6 +416,8 @@ impl Ruleset {
                 if self.tables.len() == before {
                     return Err(FirewallError::not_found(format!("table {id} does not exist")));
                 }
+                self.partial.remove(id);
+                self.absent.insert(id.clone());
                 Ok(())
             }
             Change::AddChain { table, chain } => {
@@ -313,6 +444,9 @@ impl Ruleset {
                         t.chains.push(ChainState { chain: chain.clone(), rules: Vec::new() });
                         if kind == BackendKind::Iptables {
                             sort_iptables_chains(t);
+                        }
+                        if let Some(p) = self.partial.get_mut(table) {
+                            p.known.insert(chain.name.clone());
                         }
                         Ok(())
                     }

@@ -8,6 +8,9 @@
 //! target/release/cni-bench --only host-local-scale [--scale-rounds N]   # no root needed
 //! ```
 //!
+//! `--only firewall` (or `--firewall-only`) runs only the firewall scaling table (`firewall.rs`, root
+//! needed); `--fw-rounds N` sets its rounds (default 10).
+//!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
 //! from `wait4`'s resource usage of the plugin process.
 #![allow(clippy::print_stdout)]
@@ -18,6 +21,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+
+mod firewall;
 
 const GO_DIR: &str = "/usr/lib/cni";
 
@@ -103,19 +108,25 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mut rounds = 50usize;
     let mut scale_rounds = 20usize;
+    let mut fw_rounds = 10usize;
     let mut only = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
             "--scale-rounds" => scale_rounds = args.next().and_then(|n| n.parse().ok()).expect("--scale-rounds N"),
+            "--fw-rounds" => fw_rounds = args.next().and_then(|n| n.parse().ok()).expect("--fw-rounds N"),
             "--only" => only = Some(args.next().expect("--only SECTION")),
+            "--firewall-only" => only = Some("firewall".to_owned()),
             _ => {}
         }
     }
     let ours_dir = std::env::current_exe().expect("exe").parent().expect("dir").to_owned();
     if let Some(section) = only {
-        assert_eq!(section, "host-local-scale", "the only section that runs alone is host-local-scale");
-        print!("{}{}", machine(scale_rounds), host_local_scale(&ours_dir, scale_rounds));
+        match section.as_str() {
+            "host-local-scale" => print!("{}{}", machine(scale_rounds), host_local_scale(&ours_dir, scale_rounds)),
+            "firewall" => print!("{}", firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds)),
+            other => panic!("--only {other}: the sections that run alone are host-local-scale and firewall"),
+        }
         return;
     }
     let root = ours_dir.join("../..");
@@ -344,6 +355,7 @@ fn main() {
         }
     }
     out += &host_local_scale(&ours_dir, scale_rounds);
+    out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
     print!("{out}");
 }
 
