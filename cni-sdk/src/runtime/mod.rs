@@ -21,11 +21,16 @@
 //! modes, so Go libcni and this runtime can each delete what the other added. Plugins run with a
 //! cleared environment: the `CNI_*` variables plus `PATH` (plugins such as bridge run iptables)
 //! and whatever [`CniRuntimeBuilder::env`] adds.
+//!
+//! Cache records are written crash-consistently (a temporary file flushed and renamed into
+//! place, see [`CacheDurability`]) and read tolerantly: an empty, truncated or garbage record —
+//! from a crash, or from a Go runtime, which writes in place — is logged and skipped, so it never
+//! blocks DEL, and GC removes such debris.
 
+mod cache;
 mod conf;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +38,7 @@ use std::time::Duration;
 use cni_types::{Attachment, CacheRecord, CniArgs, CniResult, ErrorCode, SpecVersion, VersionInfo, ident};
 use serde_json::{Map, Value, json};
 
+pub use cache::CacheDurability;
 pub use conf::{NetworkList, load_all, load_network};
 
 use crate::exec::{self, Exec, ExecRequest, ProcessExec, SharedExec};
@@ -97,6 +103,7 @@ pub struct CniRuntimeBuilder {
     timeout: Option<Duration>,
     env: BTreeMap<String, String>,
     inherit_path: bool,
+    durability: CacheDurability,
 }
 
 /// Runs plugins for containers. Cheap to clone.
@@ -107,6 +114,7 @@ pub struct CniRuntime {
     exec: SharedExec,
     timeout: Duration,
     env: BTreeMap<String, String>,
+    durability: CacheDurability,
 }
 
 impl CniRuntimeBuilder {
@@ -125,6 +133,12 @@ impl CniRuntimeBuilder {
     /// The cache directory (default `/var/lib/cni`).
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// How cache records are written (default [`CacheDurability::Fsync`]).
+    pub fn cache_durability(mut self, durability: CacheDurability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -174,6 +188,7 @@ impl CniRuntimeBuilder {
             exec: self.exec.unwrap_or_else(|| Arc::new(ProcessExec::new())),
             timeout: self.timeout.unwrap_or(exec::DEFAULT_TIMEOUT),
             env,
+            durability: self.durability,
         })
     }
 }
@@ -194,7 +209,14 @@ impl CniRuntime {
 
     /// The cache file of an attachment.
     pub fn cache_file(&self, network: &str, rt: &RuntimeConf) -> PathBuf {
-        self.cache_dir.join("results").join(format!("{network}-{}-{}", rt.container_id, rt.ifname))
+        self.cache_dir.join(cache::RESULTS_DIR).join(format!("{network}-{}-{}", rt.container_id, rt.ifname))
+    }
+
+    /// The cache file of an attachment, `None` when an identifier would make it leave the
+    /// cache directory (`/`, NUL) or is empty.
+    fn cache_path(&self, network: &str, rt: &RuntimeConf) -> Option<PathBuf> {
+        cache::entry_name(network, &rt.container_id, &rt.ifname)
+            .map(|name| self.cache_dir.join(cache::RESULTS_DIR).join(name))
     }
 
     /// The request configuration of one plugin: its object plus `name`, `cniVersion`,
@@ -304,51 +326,45 @@ impl CniRuntime {
     }
 
     fn write_cache(&self, net: &NetworkList, rt: &RuntimeConf, result: &Value) -> Result<()> {
-        let path = self.cache_file(net.name(), rt);
-        let dir = path.parent().expect("cache file has a directory");
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_code(ErrorCode::IoFailure, "creating the cache directory")?;
+        let Some(path) = self.cache_path(net.name(), rt) else {
+            return Err(Error::invalid_config(format!(
+                "no cache file for network {:?}, container {:?}, interface {:?}",
+                net.name(),
+                rt.container_id,
+                rt.ifname
+            )));
+        };
         let mut rec = CacheRecord::new(&rt.container_id, &rt.ifname, net.name(), net.bytes.clone());
         rec.netns = rt.netns.clone();
         rec.cni_args = rt.args.iter().map(|(k, v)| [k.clone(), v.clone()]).collect();
         rec.capability_args = rt.capability_args.clone();
         rec.result = Some(result.clone());
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)
-                .with_code(ErrorCode::IoFailure, "writing the cache")?;
-            f.write_all(rec.to_go_json().as_bytes()).with_code(ErrorCode::IoFailure, "writing the cache")?;
-        }
-        // Atomic replace, no fsync (as libcni): a torn file after a crash is tolerated by DEL.
-        std::fs::rename(&tmp, &path).with_code(ErrorCode::IoFailure, "writing the cache")?;
-        Ok(())
+        cache::write(&path, rec.to_go_json().as_bytes(), self.durability).map_err(|e| {
+            Error::new(ErrorCode::IoFailure, format!("failed to write the cache file {}: {e}", path.display()))
+                .with_source(e)
+        })
     }
 
     /// The cached ADD result of an attachment, converted to the list's version: `Ok(None)` when
     /// there is none; an error when the file exists but cannot be used.
     pub fn cached_result(&self, net: &NetworkList, rt: &RuntimeConf) -> Result<Option<Value>> {
-        let path = self.cache_file(net.name(), rt);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::new(ErrorCode::IoFailure, "reading the cache").with_source(e)),
+        let Some(path) = self.cache_path(net.name(), rt) else { return Ok(None) };
+        let unusable = |why: String| {
+            Error::new(ErrorCode::DecodingFailure, format!("the cache file {} is unusable: {why}", path.display()))
         };
-        let raw = match CacheRecord::from_slice(&bytes) {
-            Ok(rec) => rec.result,
+        let raw = match cache::read(&path) {
+            Ok(cache::Entry::Missing) => return Ok(None),
+            Ok(cache::Entry::Record(rec)) => rec.result,
             // A legacy cache file holds a bare result.
-            Err(cni_types::CacheError::NotV1) => {
-                Some(serde_json::from_slice(&bytes).with_code(ErrorCode::DecodingFailure, "parsing the cache")?)
+            Ok(cache::Entry::Legacy(v)) => Some(v),
+            Ok(cache::Entry::Unusable(why)) => return Err(unusable(why)),
+            Err(e) => {
+                return Err(Error::new(
+                    ErrorCode::IoFailure,
+                    format!("failed to read the cache file {}: {e}", path.display()),
+                )
+                .with_source(e));
             }
-            Err(e) => return Err(Error::new(ErrorCode::DecodingFailure, "parsing the cache").with_source(e)),
         };
         let Some(raw) = raw else { return Ok(None) };
         let version = net.version();
@@ -395,14 +411,19 @@ impl CniRuntime {
     /// ignored; the cache is removed when every plugin succeeded.
     pub async fn del(&self, net: &NetworkList, rt: &RuntimeConf) -> Result<()> {
         let version = net.version();
-        let cache = self.cache_file(net.name(), rt);
+        let cache = self.cache_path(net.name(), rt);
         // libcni sends the cached result on DEL from 0.4.0 (when CHECK and prevResult-on-DEL came).
         let prev = if Command::Check.allowed_by(&version).unwrap_or(false) {
             match self.cached_result(net, rt) {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::warn!(error = %e, file = %cache.display(), "ignoring an unusable cache entry");
-                    let _ = std::fs::remove_file(&cache);
+                    // Never block DEL: run it without prevResult, drop the debris.
+                    tracing::warn!(error = %e, "ignoring an unusable cache entry; DEL runs without the cached result");
+                    if let Some(path) = &cache
+                        && let Err(e) = cache::remove(path)
+                    {
+                        tracing::warn!(file = %path.display(), error = %e, "could not remove the unusable cache entry");
+                    }
                     None
                 }
             }
@@ -420,25 +441,32 @@ impl CniRuntime {
             .await
             .map_err(|e| e.context(format!("{} failed (delete)", plugin_label(plugin))))?;
         }
-        match std::fs::remove_file(&cache) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Error::new(ErrorCode::IoFailure, "removing the cache entry").with_source(e)),
+        // As libcni: a cache entry that cannot be removed does not fail DEL (GC retries it).
+        if let Some(path) = &cache
+            && let Err(e) = cache::remove(path)
+        {
+            tracing::warn!(file = %path.display(), error = %e, "could not remove the cache entry after DEL");
         }
+        Ok(())
     }
 
     /// Every cached attachment of `network` (`cniCacheV1` entries).
     pub fn cached_attachments(&self, network: &str) -> Result<Vec<(RuntimeConf, Vec<u8>)>> {
-        let dir = self.cache_dir.join("results");
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::new(ErrorCode::IoFailure, "listing the cache").with_source(e)),
-        };
+        let dir = self.cache_dir.join(cache::RESULTS_DIR);
+        let listed = cache::list(&dir).map_err(|e| {
+            Error::new(ErrorCode::IoFailure, format!("failed to list the cache directory {}: {e}", dir.display()))
+                .with_source(e)
+        })?;
         let mut out = Vec::new();
-        for entry in entries.filter_map(|e| e.ok()) {
-            let Ok(bytes) = std::fs::read(entry.path()) else { continue };
-            let Ok(rec) = CacheRecord::from_slice(&bytes) else { continue };
+        for cache::Listed { path, entry } in listed {
+            let rec = match entry {
+                cache::Entry::Record(rec) => *rec,
+                cache::Entry::Unusable(why) => {
+                    tracing::warn!(file = %path.display(), "skipping an unusable cache entry: {why}");
+                    continue;
+                }
+                cache::Entry::Legacy(_) | cache::Entry::Missing => continue,
+            };
             if rec.network_name != network || rec.if_name.is_empty() {
                 continue;
             }
@@ -462,6 +490,14 @@ impl CniRuntime {
         if net.list.disable_gc {
             return Ok(());
         }
+        // Debris first: temporaries of interrupted writes, and unusable records of this network
+        // that belong to no valid attachment (their attachment cannot be known).
+        let keep: Vec<String> = valid
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|a| cache::entry_name(net.name(), &a.container_id, &a.ifname))
+            .collect();
+        cache::sweep(&self.cache_dir.join(cache::RESULTS_DIR), net.name(), &keep, cache::SWEEP_GRACE);
         let mut errors = Vec::new();
         for (rt, _) in self.cached_attachments(net.name())? {
             let keep =
