@@ -1,7 +1,8 @@
 //! What crash-consistent cache writes cost: ADD then DEL of one attachment through the runtime
 //! (one in-process plugin, so the time is the runtime's own work plus the cache file), with
-//! `CacheDurability::Fsync` (the default) and `NoFsync`, on the file system of the directory
-//! given (default: a temporary directory under `/var/tmp`).
+//! `Durability::PowerLoss` (fsync of the record and its directory) and `Durability::Process`
+//! (the default: rename only), on the file system of the directory given (default: a temporary
+//! directory under `/var/tmp`).
 //!
 //! ```text
 //! cargo bench -p cni-sdk --bench cache_write -- [DIR] [ITERATIONS]
@@ -14,7 +15,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use cni_sdk::runtime::{CacheDurability, CniRuntime, NetworkList, RuntimeConf};
+use cni_sdk::kit::Durability;
+use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf};
 use cni_sdk::testing::InProcessExec;
 use cni_sdk::{CniResult, Command, IpConfig};
 
@@ -44,7 +46,9 @@ fn main() {
     println!("| mode | ADD median | ADD p90 | ADD p99 | DEL median |");
     println!("|---|---|---|---|---|");
     let mut medians = Vec::new();
-    for (label, durability) in [("Fsync", CacheDurability::Fsync), ("NoFsync", CacheDurability::NoFsync)] {
+    for (label, durability) in
+        [("PowerLoss (fsync)", Durability::PowerLoss), ("Process (rename only)", Durability::Process)]
+    {
         let dir =
             tempfile::Builder::new().prefix("cni-cache-bench").tempdir_in(&base).expect("a directory to write in");
         let cni = CniRuntime::builder()

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cni_sdk::runtime::{CacheDurability, CniRuntime, NetworkList, RuntimeConf};
+use cni_sdk::kit::Durability;
+use cni_sdk::runtime::{CniRuntime, NetworkList, RuntimeConf};
 use cni_sdk::testing::InProcessExec;
 use cni_sdk::{Attachment, CniResult, Command, ErrorCode, IpConfig};
 use serde_json::{Value, json};
@@ -97,7 +98,7 @@ async fn a_crash_at_each_step_of_a_cache_write_leaves_the_old_or_the_new_record(
             std::fs::write(dir.join("faultnet-c1-eth0"), &new_record).unwrap();
         }
         if let Some(bytes) = tmp {
-            let t = dir.join(".faultnet-c1-eth0.tmp-4242-7");
+            let t = dir.join(".cni-tmp-4242-7-faultnet-c1-eth0");
             std::fs::write(&t, bytes).unwrap();
             age(&t, 120);
         }
@@ -313,14 +314,14 @@ fn cache_writer_child_process() {
     });
 }
 
-/// `CacheDurability::NoFsync` writes the same bytes (only flushing differs).
+/// Both durabilities write the same bytes (only flushing differs).
 #[tokio::test]
 async fn both_durabilities_write_the_same_record() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let fsync = CniRuntime::builder().cache_dir(a.path()).exec(exec(Log::default())).build().unwrap();
-    let plain = CniRuntime::builder()
+    let plain = CniRuntime::builder().cache_dir(a.path()).exec(exec(Log::default())).build().unwrap();
+    let fsync = CniRuntime::builder()
         .cache_dir(b.path())
-        .cache_durability(CacheDurability::NoFsync)
+        .cache_durability(Durability::PowerLoss)
         .exec(exec(Log::default()))
         .build()
         .unwrap();
@@ -463,13 +464,13 @@ fn a_full_file_system_fails_add_cleanly_and_recovers() {
             let e = cni.add(&net(2), &rt("full")).await.unwrap_err();
             assert_eq!(e.code(), ErrorCode::IoFailure);
             assert!(
-                e.message().contains("faultnet-full-eth0") && e.message().contains("No space left on device"),
+                e.message().contains("faultnet-full-eth0") && e.message().contains("no space left on device"),
                 "{}",
                 e.message()
             );
             // Replacing an existing record fails the same way and keeps the old one whole.
             let e = cni.add(&net(3), &rt("before")).await.unwrap_err();
-            assert!(e.message().contains("No space left on device"), "{}", e.message());
+            assert!(e.message().contains("no space left on device"), "{}", e.message());
             assert_eq!(std::fs::read(results(cache).join("faultnet-before-eth0")).unwrap(), before);
             assert_eq!(names(&results(cache)), vec!["faultnet-before-eth0"], "no temporary left");
             // DEL needs no space.
@@ -503,7 +504,7 @@ fn a_read_only_store_fails_add_cleanly_and_never_blocks_del() {
             remount("ro");
             let e = cni.add(&net(2), &rt("new")).await.unwrap_err();
             assert_eq!(e.code(), ErrorCode::IoFailure);
-            assert!(e.message().contains("Read-only file system"), "{}", e.message());
+            assert!(e.message().contains("read-only file system"), "{}", e.message());
             log.lock().unwrap().clear();
             cni.del(&net(1), &rt("cached")).await.unwrap();
             assert_eq!(addr_of(&log.lock().unwrap()[0].1).as_deref(), Some("10.224.0.2/16"));

@@ -1,29 +1,31 @@
 //! The result cache on disk: libcni's `cniCacheV1` files in `<cacheDir>/results/`, named
 //! `<network>-<containerID>-<ifname>`, written crash-consistently and read tolerantly.
 //!
-//! **Writes** go to a temporary file in the same directory (`.<name>.tmp-<pid>-<n>`, mode 0600,
-//! created exclusively), which is flushed to disk ([`CacheDurability::Fsync`]) and then renamed
-//! over the record; the directory is flushed after the rename. A crash at any point leaves the
-//! old record or the new one, never an empty or partial file, plus at most one temporary; a
-//! failed write (`ENOSPC`, `EROFS`, ...) removes its temporary before it reports the error.
+//! **Writes** use [`kit::write_atomic`]: a temporary file in the same directory (mode 0600),
+//! renamed over the record, flushed to disk first with [`Durability::PowerLoss`]. A killed
+//! writer leaves the old record or the new one, never an empty or partial file, plus at most one
+//! temporary; a failed write (`ENOSPC`, `EROFS`, ...) removes its temporary before it reports
+//! the error.
 //!
 //! **Reads** never trust a file: an empty, truncated or garbage file (Go's libcni writes in
-//! place, so a crash there leaves exactly that — containerd/cni#1055) is reported as
+//! place, so a crash there leaves exactly that — containernetworking/cni#1055) is reported as
 //! [`Entry::Unusable`] with the reason, so DEL can log it, drop it and go on.
 //!
 //! **Sweeping** (GC): temporaries and unusable records older than a grace period are removed,
-//! so neither can accumulate; the grace period keeps a write in progress (ours or a Go runtime's
-//! non-atomic one) from being mistaken for debris.
+//! so neither can accumulate; the grace period keeps a write in progress (ours, or a Go
+//! runtime's in-place one) from being mistaken for debris. (No directory lock: Go runtimes
+//! share the directory and take none.)
 
 use std::fs;
-use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::io;
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cni_types::{CacheError, CacheRecord};
 use serde_json::Value;
+
+use crate::kit::{self, Durability};
 
 /// The subdirectory of the cache directory holding the records.
 pub(crate) const RESULTS_DIR: &str = "results";
@@ -31,26 +33,6 @@ pub(crate) const RESULTS_DIR: &str = "results";
 /// How long a temporary or an unusable record must have been left alone before a sweep removes
 /// it.
 pub(crate) const SWEEP_GRACE: Duration = Duration::from_secs(60);
-
-/// How cache records are written.
-///
-/// Either way a record is replaced atomically (a temporary file renamed over it), so a crash of
-/// the runtime never leaves a partial record. The difference is a power loss or kernel crash.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum CacheDurability {
-    /// The temporary file is flushed to disk (`fsync`) before the rename and the directory
-    /// after it: after a power loss the record is the old one or the new one, complete (the
-    /// default; its cost is measured by `cargo bench -p cni-sdk --bench cache_write
-    /// --features runtime`).
-    #[default]
-    Fsync,
-    /// Rename only, nothing flushed (libcni flushes nothing either). A power loss may leave an
-    /// empty record, which readers report and skip (DEL then runs without the cached result).
-    /// For cache directories on tmpfs, or when ADD latency matters more than DEL's
-    /// `prevResult` after a power loss.
-    NoFsync,
-}
 
 /// The file name of a record, or `None` when a part is empty or could leave the directory
 /// (`/` or NUL): identifiers are validated elsewhere, this keeps an unvalidated one from ever
@@ -60,57 +42,19 @@ pub(crate) fn entry_name(network: &str, container_id: &str, ifname: &str) -> Opt
     (ok(network) && ok(container_id) && ok(ifname)).then(|| format!("{network}-{container_id}-{ifname}"))
 }
 
-/// Whether `name` is one of our temporaries (never a record: record names start with the
-/// network name, which starts with a letter or digit).
+/// Whether `name` is a temporary of [`kit::write_atomic`] (never a record: record names start
+/// with the network name, which starts with a letter or digit).
 pub(crate) fn is_temporary(name: &str) -> bool {
-    name.starts_with('.') && name.contains(".tmp-")
-}
-
-static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn temporary_for(path: &Path) -> io::Result<PathBuf> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a cache record needs a file name"))?;
-    let n = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    Ok(path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id())))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    fs::File::open(dir)?.sync_all()
+    kit::is_temp_file_name(name.as_ref())
 }
 
 /// Writes `bytes` as the record at `path` (see the module docs); creates the directory (mode
 /// 0700) when it is missing.
-pub(crate) fn write(path: &Path, bytes: &[u8], durability: CacheDurability) -> io::Result<()> {
+pub(crate) fn write(path: &Path, bytes: &[u8], durability: Durability) -> io::Result<()> {
     let dir =
         path.parent().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "a cache record needs a directory"))?;
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    let tmp = temporary_for(path)?;
-    let fsync = durability == CacheDurability::Fsync;
-    let written = (|| {
-        let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
-        f.write_all(bytes)?;
-        if fsync {
-            f.sync_all()?;
-        }
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        // Nothing half-done: the temporary goes, the old record (if any) stays.
-        match fs::remove_file(&tmp) {
-            Ok(()) => {}
-            Err(r) if r.kind() == io::ErrorKind::NotFound => {}
-            Err(r) => tracing::warn!(file = %tmp.display(), error = %r, "could not remove a temporary cache file"),
-        }
-        return Err(e);
-    }
-    if fsync {
-        sync_dir(dir)?;
-    }
-    Ok(())
+    kit::write_atomic(path, bytes, 0o600, durability)
 }
 
 /// What a record file holds.
@@ -282,7 +226,7 @@ mod tests {
     fn write_replaces_atomically_and_leaves_no_temporary() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results/net-c1-eth0");
-        for durability in [CacheDurability::Fsync, CacheDurability::NoFsync] {
+        for durability in [Durability::PowerLoss, Durability::Process] {
             write(&path, b"{\"a\":1}", durability).unwrap();
             write(&path, b"{\"a\":2}", durability).unwrap();
             assert_eq!(fs::read(&path).unwrap(), b"{\"a\":2}");
@@ -300,7 +244,7 @@ mod tests {
         let path = dir.path().join("net-c1-eth0");
         fs::create_dir(&path).unwrap();
         fs::write(path.join("keep"), b"x").unwrap();
-        let e = write(&path, b"{}", CacheDurability::Fsync).unwrap_err();
+        let e = write(&path, b"{}", Durability::PowerLoss).unwrap_err();
         assert!(matches!(e.kind(), io::ErrorKind::IsADirectory | io::ErrorKind::DirectoryNotEmpty), "{e}");
         assert_eq!(names(dir.path()), vec!["net-c1-eth0"], "no temporary left");
     }
@@ -332,7 +276,7 @@ mod tests {
         let d = dir.path();
         let rec = |id: &str| CacheRecord::new(id, "eth0", "net", b"{}".to_vec()).to_go_json();
         fs::write(d.join("net-good-eth0"), rec("good")).unwrap();
-        fs::write(d.join(".net-good-eth0.tmp-1-0"), rec("good")).unwrap();
+        fs::write(d.join(".cni-tmp-1-0-net-good-eth0"), rec("good")).unwrap();
         fs::write(d.join("net-empty-eth0"), b"").unwrap();
         fs::write(d.join("net-valid-eth0"), b"").unwrap();
         fs::write(d.join("other-empty-eth0"), b"").unwrap();
