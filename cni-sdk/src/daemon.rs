@@ -34,7 +34,7 @@
 //! reserved bytes (sent as zero, ignored), a big-endian `u32` length and that many bytes of
 //! JSON. A request is `{"env": {...}, "stdin": "<base64>"}` (the shim's whole environment and
 //! stdin); a response is `{"exitCode": n, "stdout": "<base64>", "stderr": "<base64>"}`, which the
-//! shim relays unchanged. Frames above the size limit (default 4 MiB), a wrong magic or version,
+//! shim relays unchanged. Frames above the size limit (default 8 MiB), a wrong magic or version,
 //! or bad JSON are answered with a CNI error object (code 6) and the connection is closed. The
 //! payload buffer grows with the bytes actually received, so an announced length costs no
 //! memory until it is sent.
@@ -61,7 +61,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -79,8 +79,10 @@ use crate::{Command, Context, Error, Plugin, PluginOptions, Result, Services};
 pub const MAGIC: [u8; 4] = *b"CNID";
 /// The wire format version this SDK speaks.
 pub const WIRE_VERSION: u8 = 1;
-/// The default largest frame (4 MiB).
-pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
+/// The default largest frame (8 MiB): a request with a configuration of
+/// [`DEFAULT_MAX_STDIN`](crate::DEFAULT_MAX_STDIN) (4 MiB, 5.4 MiB in base64) and its environment
+/// fits.
+pub const DEFAULT_MAX_FRAME: usize = 8 << 20;
 /// The default time a client has to send its request and to take the answer.
 pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable overriding the socket path.
@@ -333,7 +335,7 @@ impl<P: Plugin + 'static> DaemonBuilder<P> {
         self
     }
 
-    /// Largest accepted frame (default 4 MiB).
+    /// Largest accepted frame (default [`DEFAULT_MAX_FRAME`]).
     pub fn max_frame_bytes(mut self, max: usize) -> Self {
         self.max_frame = max;
         self
@@ -624,15 +626,22 @@ pub async fn shim_run(socket: &Path, options: &PluginOptions, io: Invocation<'_>
         return dispatch::run(&ShimLocal, options, io).await;
     }
     let cmd = cmd.expect("checked above");
-    let mut buf = Vec::new();
-    let limit = u64::try_from(DEFAULT_MAX_FRAME).unwrap_or(u64::MAX);
-    if let Err(e) = stdin.take(limit).read_to_end(&mut buf) {
-        let err = Error::new(ErrorCode::IoFailure, format!("error reading from stdin: {e}"));
-        return print_error(stdout, &err, &config_version(&buf, options));
-    }
+    // The same cap (and error) as the dispatcher's: a configuration is never cut short.
+    let buf = match dispatch::read_capped(stdin, options.max_stdin) {
+        Ok(b) => b,
+        Err(err) => return print_error(stdout, &err, options.newest_version().as_str()),
+    };
     let version = config_version(&buf, options);
     let netns_gone = env.get("CNI_NETNS").is_none_or(|p| p.is_empty() || !Path::new(p).exists());
     let request = WireRequest::new(env, &buf);
+    let size = serde_json::to_vec(&request).map_or(usize::MAX, |v| v.len());
+    if size > DEFAULT_MAX_FRAME {
+        let err = Error::new(
+            ErrorCode::IoFailure,
+            format!("the request of {size} bytes exceeds the daemon protocol's limit of {DEFAULT_MAX_FRAME} bytes"),
+        );
+        return print_error(stdout, &err, &version);
+    }
     match forward(socket, &request).await {
         Ok(resp) => {
             let (out, err) = (unb64(&resp.stdout).unwrap_or_default(), unb64(&resp.stderr).unwrap_or_default());

@@ -318,7 +318,7 @@ fn netns_override(env: &BTreeMap<String, String>) -> bool {
     env_get(env, "CNI_NETNS_OVERRIDE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     stdin

@@ -112,7 +112,7 @@ async fn a_client_too_slow_to_send_is_dropped_and_others_are_served() {
 #[tokio::test]
 async fn an_announced_frame_that_never_comes_is_truncated_not_allocated() {
     with_daemon(Duration::from_secs(5), |socket, stop| async move {
-        // Announce just under the 4 MiB limit, send 10 bytes, close the sending side.
+        // Announce 4 MiB, send 10 bytes, close the sending side.
         let mut s = UnixStream::connect(&socket).await.unwrap();
         let mut frame = b"CNID\x01\0\0\0".to_vec();
         frame.extend_from_slice(&((4u32 << 20) - 1).to_be_bytes());
@@ -147,4 +147,52 @@ async fn an_announced_frame_that_never_comes_is_truncated_not_allocated() {
 fn builder_rejects_a_zero_io_timeout() {
     let e = Daemon::builder(Fixed).socket("/x").io_timeout(Duration::ZERO).build().unwrap_err();
     assert!(e.message().contains("I/O timeout"), "{}", e.message());
+}
+
+fn shim_env(socket: &Path) -> std::collections::BTreeMap<String, String> {
+    [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_NETNS", "/nonexistent"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_PATH", "/opt/cni/bin"),
+        (daemon::SOCKET_ENV, socket.to_str().unwrap()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn shim(socket: &Path, stdin: &[u8]) -> (i32, serde_json::Value) {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut input = stdin;
+    let io =
+        cni_sdk::dispatch::Invocation { env: shim_env(socket), stdin: &mut input, stdout: &mut out, stderr: &mut err };
+    let code = daemon::shim_run(socket, &cni_sdk::PluginOptions::new("fixed"), io).await;
+    (code, serde_json::from_slice(&out).unwrap_or(serde_json::Value::Null))
+}
+
+/// The shim caps stdin as the dispatcher does (code 5, same text) instead of forwarding a cut
+/// configuration, and a configuration of almost the whole cap fits in one frame.
+#[tokio::test]
+async fn the_shim_caps_stdin_like_the_dispatcher_and_big_configurations_fit() {
+    let cap = cni_sdk::DEFAULT_MAX_STDIN;
+    let mut big = br#"{"cniVersion":"1.0.0","name":"n","type":"fixed","pad":""#.to_vec();
+    big.resize(cap + 1, b'x');
+    let (code, doc) = shim(Path::new("/nonexistent/d.sock"), &big).await;
+    assert_eq!((code, doc["code"].as_u64()), (1, Some(5)), "{doc}");
+    assert_eq!(doc["msg"], format!("network configuration on stdin is larger than the plugin's limit of {cap} bytes"));
+
+    with_daemon(Duration::from_secs(10), |socket, stop| async move {
+        let mut conf = serde_json::json!({"cniVersion": "1.0.0", "name": "n", "type": "fixed"});
+        let base = serde_json::to_vec(&conf).unwrap().len();
+        conf["pad"] = serde_json::json!("x".repeat(cap - base - 100));
+        let bytes = serde_json::to_vec(&conf).unwrap();
+        assert!(bytes.len() > cap - 100 && bytes.len() <= cap);
+        let (code, doc) = shim(&socket, &bytes).await;
+        assert_eq!(code, 0, "{doc}");
+        assert_eq!(doc["ips"][0]["address"], "10.224.77.2/24");
+        let _ = stop.send(());
+    })
+    .await;
 }
