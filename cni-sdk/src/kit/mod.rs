@@ -61,9 +61,9 @@ mod iface;
 mod ipam;
 mod link;
 mod lower;
-mod state_file;
 mod records;
 mod route_lookup;
+mod state_file;
 mod sysctl;
 mod undo;
 mod veth;
@@ -75,11 +75,11 @@ pub use iface::{add_route_like_go, configure_iface};
 pub use ipam::{has_ipam, ipam_add, ipam_check, ipam_del, ipam_status, ipam_type};
 pub use link::{del_link_by_name_addr, delete_link_by_name};
 pub use lower::{create_in_container, default_route_interface, lookup_link};
+pub use records::{AttachmentRecords, Record};
+pub use route_lookup::link_routing_to;
 pub use state_file::{
     DirLock, Durability, StateRead, TEMP_FILE_PREFIX, is_temp_file_name, read_tolerant, remove_temp_files, write_atomic,
 };
-pub use records::{AttachmentRecords, Record};
-pub use route_lookup::link_routing_to;
 pub use sysctl::{enable_forward, enable_ip4_forward, enable_ip6_forward};
 pub use undo::{Undo, with_undo};
 pub use veth::setup_veth;
