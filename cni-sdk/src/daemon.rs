@@ -30,17 +30,22 @@
 //! # }
 //! ```
 //!
-//! **Wire format** (version 1): each message is a frame of `"CNID"`, a version byte, three zero
-//! bytes, a big-endian `u32` length and that many bytes of JSON. A request is
-//! `{"env": {...}, "stdin": "<base64>"}` (the shim's whole environment and stdin); a response is
-//! `{"exitCode": n, "stdout": "<base64>", "stderr": "<base64>"}`, which the shim relays
-//! unchanged. Frames above the size limit (default 4 MiB), a wrong magic or version, or bad JSON
-//! are answered with a CNI error object (code 6) and the connection is closed.
+//! **Wire format** (version 1): each message is a frame of `"CNID"`, a version byte, three
+//! reserved bytes (sent as zero, ignored), a big-endian `u32` length and that many bytes of
+//! JSON. A request is `{"env": {...}, "stdin": "<base64>"}` (the shim's whole environment and
+//! stdin); a response is `{"exitCode": n, "stdout": "<base64>", "stderr": "<base64>"}`, which the
+//! shim relays unchanged. Frames above the size limit (default 8 MiB), a wrong magic or version,
+//! or bad JSON are answered with a CNI error object (code 6) and the connection is closed. The
+//! payload buffer grows with the bytes actually received, so an announced length costs no
+//! memory until it is sent.
 //!
 //! **Daemon**: serves connections concurrently on one thread (plugin futures need not be
 //! `Send`), never runs two requests for the same container ID at once (the second waits),
 //! applies a per-request timeout (code 11 on expiry), creates its socket with mode 0600 (root
 //! only), and on shutdown stops accepting, finishes requests in flight and removes the socket.
+//! A client must send its request within the I/O timeout (default 10 s) and take the answer
+//! within it too; a client that connects and stays silent is dropped then, and at once when the
+//! daemon shuts down, so neither can keep a task (or the shutdown) waiting.
 //!
 //! **Shim**: answers VERSION (and the about text) itself; when the daemon cannot be reached it
 //! fails ADD, CHECK and GC with code 11 (try again later), STATUS with code 50 (plugin not
@@ -56,7 +61,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
@@ -74,12 +79,17 @@ use crate::{Command, Context, Error, Plugin, PluginOptions, Result, Services};
 pub const MAGIC: [u8; 4] = *b"CNID";
 /// The wire format version this SDK speaks.
 pub const WIRE_VERSION: u8 = 1;
-/// The default largest frame (4 MiB).
-pub const DEFAULT_MAX_FRAME: usize = 4 << 20;
+/// The default largest frame (8 MiB): a request with a configuration of
+/// [`DEFAULT_MAX_STDIN`](crate::DEFAULT_MAX_STDIN) (4 MiB, 5.4 MiB in base64) and its environment
+/// fits.
+pub const DEFAULT_MAX_FRAME: usize = 8 << 20;
+/// The default time a client has to send its request and to take the answer.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The environment variable overriding the socket path.
 pub const SOCKET_ENV: &str = "CNI_DAEMON_SOCKET";
 
-const HEADER: usize = 12;
+/// The length of a frame header.
+pub const HEADER_LEN: usize = 12;
 
 /// Why a frame was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -113,7 +123,7 @@ pub enum WireError {
 /// Writes one frame.
 pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
     let len = u32::try_from(payload.len()).map_err(|_| std::io::Error::other("frame too large"))?;
-    let mut header = [0u8; HEADER];
+    let mut header = [0u8; HEADER_LEN];
     header[..4].copy_from_slice(&MAGIC);
     header[4] = WIRE_VERSION;
     header[8..].copy_from_slice(&len.to_be_bytes());
@@ -122,29 +132,49 @@ pub async fn write_frame<W: AsyncWrite + Unpin>(w: &mut W, payload: &[u8]) -> st
     w.flush().await
 }
 
-/// Reads one frame of at most `max` bytes.
-pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, WireError> {
-    let mut header = [0u8; HEADER];
-    r.read_exact(&mut header).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
-        _ => WireError::Io(e),
-    })?;
-    let magic: [u8; 4] = header[..4].try_into().expect("4 bytes");
+/// Checks a frame header and returns the payload length it announces (at most `max`).
+///
+/// ```
+/// use cni_sdk::daemon::{HEADER_LEN, WireError, decode_header};
+/// let mut h = [0u8; HEADER_LEN];
+/// h[..4].copy_from_slice(b"CNID");
+/// h[4] = 1;
+/// h[8..].copy_from_slice(&300u32.to_be_bytes());
+/// assert_eq!(decode_header(&h, 4096).unwrap(), 300);
+/// assert!(matches!(decode_header(&h, 100), Err(WireError::TooLarge { len: 300, max: 100 })));
+/// h[0] = b'X';
+/// assert!(matches!(decode_header(&h, 4096), Err(WireError::BadMagic(_))));
+/// ```
+pub fn decode_header(header: &[u8; HEADER_LEN], max: usize) -> Result<usize, WireError> {
+    let magic: [u8; 4] = [header[0], header[1], header[2], header[3]];
     if magic != MAGIC {
         return Err(WireError::BadMagic(magic));
     }
     if header[4] != WIRE_VERSION {
         return Err(WireError::Version(header[4]));
     }
-    let len = u32::from_be_bytes(header[8..].try_into().expect("4 bytes")) as usize;
+    let len = u32::from_be_bytes([header[8], header[9], header[10], header[11]]);
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
     if len > max {
         return Err(WireError::TooLarge { len, max });
     }
-    let mut payload = vec![0u8; len];
-    r.read_exact(&mut payload).await.map_err(|e| match e.kind() {
+    Ok(len)
+}
+
+/// Reads one frame of at most `max` bytes. The payload buffer grows as bytes arrive (a peer
+/// that announces a large frame and sends little costs little).
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, WireError> {
+    let mut header = [0u8; HEADER_LEN];
+    r.read_exact(&mut header).await.map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
         _ => WireError::Io(e),
     })?;
+    let len = decode_header(&header, max)?;
+    let mut payload = Vec::with_capacity(len.min(64 << 10));
+    let got = r.take(u64::try_from(len).unwrap_or(u64::MAX)).read_to_end(&mut payload).await?;
+    if got < len {
+        return Err(WireError::Truncated);
+    }
     Ok(payload)
 }
 
@@ -241,6 +271,7 @@ pub struct DaemonBuilder<P> {
     options: PluginOptions,
     socket: Option<PathBuf>,
     timeout: Duration,
+    io_timeout: Duration,
     max_frame: usize,
     services: Services,
 }
@@ -251,9 +282,12 @@ pub struct Daemon<P> {
     options: Rc<PluginOptions>,
     socket: PathBuf,
     timeout: Duration,
+    io_timeout: Duration,
     max_frame: usize,
     services: Services,
     locks: Rc<RefCell<HashMap<String, Rc<tokio::sync::Mutex<()>>>>>,
+    /// Set when the daemon stops: connections still waiting for their request are dropped.
+    stopping: Rc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl<P> std::fmt::Debug for Daemon<P> {
@@ -270,6 +304,7 @@ impl<P: Plugin + 'static> Daemon<P> {
             options: PluginOptions::default(),
             socket: None,
             timeout: Duration::from_secs(120),
+            io_timeout: DEFAULT_IO_TIMEOUT,
             max_frame: DEFAULT_MAX_FRAME,
             services: Services::system(),
         }
@@ -295,7 +330,13 @@ impl<P: Plugin + 'static> DaemonBuilder<P> {
         self
     }
 
-    /// Largest accepted frame (default 4 MiB).
+    /// How long a client may take to send its request, and to take the answer (default 10 s).
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = timeout;
+        self
+    }
+
+    /// Largest accepted frame (default [`DEFAULT_MAX_FRAME`]).
     pub fn max_frame_bytes(mut self, max: usize) -> Self {
         self.max_frame = max;
         self
@@ -313,6 +354,9 @@ impl<P: Plugin + 'static> DaemonBuilder<P> {
         if self.timeout.is_zero() {
             return Err(Error::invalid_config("the request timeout must be positive"));
         }
+        if self.io_timeout.is_zero() {
+            return Err(Error::invalid_config("the I/O timeout must be positive"));
+        }
         if self.max_frame < 1024 {
             return Err(Error::invalid_config("the frame limit must be at least 1024 bytes"));
         }
@@ -321,9 +365,11 @@ impl<P: Plugin + 'static> DaemonBuilder<P> {
             options: Rc::new(self.options),
             socket,
             timeout: self.timeout,
+            io_timeout: self.io_timeout,
             max_frame: self.max_frame,
             services: self.services,
             locks: Rc::default(),
+            stopping: Rc::new(tokio::sync::watch::channel(false).0),
         })
     }
 }
@@ -382,21 +428,48 @@ impl<P: Plugin + 'static> Daemon<P> {
     }
 
     async fn handle(&self, mut stream: UnixStream) {
-        let response = match read_frame(&mut stream, self.max_frame).await {
-            Ok(payload) => match serde_json::from_slice::<WireRequest>(&payload) {
+        let mut stopping = self.stopping.subscribe();
+        let read = tokio::time::timeout(self.io_timeout, read_frame(&mut stream, self.max_frame));
+        let received = tokio::select! {
+            r = read => r,
+            // Shutting down: a request that has not arrived yet is not "in flight".
+            _ = stopping.wait_for(|s| *s) => {
+                tracing::debug!("dropped a connection without a request at shutdown");
+                return;
+            }
+        };
+        // A client that went away mid-request may still read (a half-closed socket): answer it,
+        // but its absence is no news.
+        let mut gone = false;
+        let response = match received {
+            Ok(Ok(payload)) => match serde_json::from_slice::<WireRequest>(&payload) {
                 Ok(req) => self.run(req).await,
                 Err(e) => self.reject(WireError::Json(e)),
             },
-            Err(e) => self.reject(e),
+            Ok(Err(e)) => {
+                gone = matches!(e, WireError::Truncated);
+                self.reject(e)
+            }
+            Err(_) => {
+                tracing::warn!(timeout = ?self.io_timeout, "a client did not send its request in time; dropped");
+                return;
+            }
         };
         let bytes = serde_json::to_vec(&response).expect("responses serialise");
-        if let Err(e) = write_frame(&mut stream, &bytes).await {
-            tracing::warn!(error = %e, "could not answer a client");
+        match tokio::time::timeout(self.io_timeout, write_frame(&mut stream, &bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if gone => tracing::debug!(error = %e, "the client is gone"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not answer a client"),
+            Err(_) => tracing::warn!(timeout = ?self.io_timeout, "a client did not take its answer in time"),
         }
     }
 
     fn reject(&self, e: WireError) -> WireResponse {
-        tracing::warn!(error = %e, "rejected a request");
+        if matches!(e, WireError::Truncated) {
+            tracing::debug!(error = %e, "rejected a request");
+        } else {
+            tracing::warn!(error = %e, "rejected a request");
+        }
         let err = Error::new(ErrorCode::DecodingFailure, "bad request from the CNI shim").with_details(e.to_string());
         WireResponse::error(&err, self.options.newest_version().as_str())
     }
@@ -493,7 +566,9 @@ impl<P: Plugin + 'static> BoundDaemon<P> {
                     }
                 }
                 drop(listener);
-                // Graceful: finish what is in flight (each request has its own timeout).
+                // Graceful: finish what is in flight (each request has its own timeout); drop
+                // connections whose request has not arrived.
+                this.stopping.send_replace(true);
                 while tasks.join_next().await.is_some() {}
             })
             .await;
@@ -552,15 +627,22 @@ pub async fn shim_run(socket: &Path, options: &PluginOptions, io: Invocation<'_>
         return dispatch::run(&ShimLocal, options, io).await;
     }
     let cmd = cmd.expect("checked above");
-    let mut buf = Vec::new();
-    let limit = u64::try_from(DEFAULT_MAX_FRAME).unwrap_or(u64::MAX);
-    if let Err(e) = stdin.take(limit).read_to_end(&mut buf) {
-        let err = Error::new(ErrorCode::IoFailure, format!("error reading from stdin: {e}"));
-        return print_error(stdout, &err, &config_version(&buf, options));
-    }
+    // The same cap (and error) as the dispatcher's: a configuration is never cut short.
+    let buf = match dispatch::read_capped(stdin, options.max_stdin) {
+        Ok(b) => b,
+        Err(err) => return print_error(stdout, &err, options.newest_version().as_str()),
+    };
     let version = config_version(&buf, options);
     let netns_gone = env.get("CNI_NETNS").is_none_or(|p| p.is_empty() || !Path::new(p).exists());
     let request = WireRequest::new(env, &buf);
+    let size = serde_json::to_vec(&request).map_or(usize::MAX, |v| v.len());
+    if size > DEFAULT_MAX_FRAME {
+        let err = Error::new(
+            ErrorCode::IoFailure,
+            format!("the request of {size} bytes exceeds the daemon protocol's limit of {DEFAULT_MAX_FRAME} bytes"),
+        );
+        return print_error(stdout, &err, &version);
+    }
     match forward(socket, &request).await {
         Ok(resp) => {
             let (out, err) = (unb64(&resp.stdout).unwrap_or_default(), unb64(&resp.stderr).unwrap_or_default());

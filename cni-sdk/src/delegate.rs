@@ -22,10 +22,10 @@
 use std::future::Future;
 use std::time::Duration;
 
-use cni_types::{CniResult, SpecVersion};
+use cni_types::{CniError, CniResult, SpecVersion};
 
-use crate::exec::{self, DEFAULT_TIMEOUT, ExecRequest, SharedExec};
-use crate::{Command, Context, Error, Result};
+use crate::exec::{self, DEFAULT_TIMEOUT, ExecRequest, RawOutput, SharedExec};
+use crate::{Command, Context, Error, ErrorKind, Result};
 
 /// A call to another plugin, built from a [`Context`].
 #[must_use = "a Delegate does nothing until one of its verbs is awaited"]
@@ -100,7 +100,9 @@ impl Delegate<'_> {
         self
     }
 
-    async fn call(&self, cmd: Command) -> Result<Vec<u8>> {
+    /// Runs the delegate for `cmd`: its raw output, or why it could not run to the end (not
+    /// found, not startable, killed after the timeout).
+    async fn run(&self, cmd: Command) -> Result<RawOutput> {
         let mut env = self.env.clone();
         env.extend(self.overrides.iter().cloned());
         env.insert("CNI_COMMAND".to_owned(), cmd.as_str().to_owned());
@@ -112,12 +114,47 @@ impl Delegate<'_> {
             timeout: self.timeout,
         };
         tracing::debug!(plugin = %self.plugin_type, verb = %cmd, "delegating");
-        let out = self
-            .exec
+        self.exec
             .exec_boxed(request)
             .await
-            .map_err(|e| e.context(format!("delegating {cmd} to {:?}", self.plugin_type)))?;
+            .map_err(|e| e.context(format!("delegating {cmd} to {:?}", self.plugin_type)))
+    }
+
+    async fn call(&self, cmd: Command) -> Result<Vec<u8>> {
+        let out = self.run(cmd).await?;
         exec::check_output(&self.plugin_type, &out)
+    }
+
+    /// ADD, telling a failure the delegate reported (an error object: it undid its own work)
+    /// from one that leaves its state unknown (`true`): killed by a signal or after the
+    /// timeout, a failure without an error object, or a success whose result does not parse.
+    async fn add_classified(&self) -> std::result::Result<CniResult, (Error, bool)> {
+        let out = match self.run(Command::Add).await {
+            Ok(out) => out,
+            Err(e) => {
+                let unknown = e.kind() == ErrorKind::Timeout;
+                return Err((e, unknown));
+            }
+        };
+        let unknown =
+            out.code.is_none() || (!out.success() && serde_json::from_slice::<CniError>(&out.stdout).is_err());
+        let stdout = exec::check_output(&self.plugin_type, &out).map_err(|e| (e, unknown))?;
+        exec::parse_result(&stdout, self.version.as_str()).map_err(|e| (e, true))
+    }
+
+    /// DELs the delegate after a failure `e`; a failing DEL is logged and added to `e`'s details.
+    async fn roll_back(&self, e: Error) -> Error {
+        match self.del().await {
+            Ok(()) => e,
+            Err(del) => {
+                tracing::warn!(plugin = %self.plugin_type, error = %del, "rollback DEL failed");
+                let details = match e.details() {
+                    Some(d) => format!("{d}; rollback DEL of {:?} also failed: {del}", self.plugin_type),
+                    None => format!("rollback DEL of {:?} also failed: {del}", self.plugin_type),
+                };
+                Error::from_kind(e.kind(), e.message()).with_code(e.code()).with_details(details)
+            }
+        }
     }
 
     /// ADD: the delegate's result, up-converted.
@@ -148,25 +185,28 @@ impl Delegate<'_> {
 
     /// ADD, then `then` with the delegate's result; when `then` fails, DEL the delegate before
     /// returning `then`'s error (a failed DEL is logged and added to the error's details).
+    ///
+    /// The delegate is also DELed when its own ADD failed in a way that leaves its state unknown:
+    /// it hung and was killed after the timeout, died from a signal, failed without printing an
+    /// error object, or printed a result that does not parse (it may have allocated before any
+    /// of that). A delegate that printed an error object is trusted to have undone its own work,
+    /// as the spec asks. Either way the caller gets the ADD's error.
     pub async fn add_with_rollback<T, F, Fut>(&self, then: F) -> Result<T>
     where
         F: FnOnce(CniResult) -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let result = self.add().await?;
+        let result = match self.add_classified().await {
+            Ok(r) => r,
+            Err((e, true)) => {
+                tracing::warn!(plugin = %self.plugin_type, error = %e, "the delegate's ADD ended in an unknown state; rolling back with DEL");
+                return Err(self.roll_back(e).await);
+            }
+            Err((e, false)) => return Err(e),
+        };
         match then(result).await {
             Ok(v) => Ok(v),
-            Err(e) => match self.del().await {
-                Ok(()) => Err(e),
-                Err(del) => {
-                    tracing::warn!(plugin = %self.plugin_type, error = %del, "rollback DEL failed");
-                    let details = match e.details() {
-                        Some(d) => format!("{d}; rollback DEL of {:?} also failed: {del}", self.plugin_type),
-                        None => format!("rollback DEL of {:?} also failed: {del}", self.plugin_type),
-                    };
-                    Err(Error::from_kind(e.kind(), e.message()).with_code(e.code()).with_details(details))
-                }
-            },
+            Err(e) => Err(self.roll_back(e).await),
         }
     }
 }

@@ -13,7 +13,10 @@
 //!    the requested version when it is supported, else the newest supported one.
 //! 3. Required variables of the verb, in Go's order; all missing ones are reported together
 //!    (code 4, `required env variables [CNI_NETNS,CNI_PATH] missing`); an invalid container ID or
-//!    interface name is code 4; a malformed `CNI_ARGS` is code 4.
+//!    interface name is code 4; a malformed `CNI_ARGS` is code 4. A `CNI_*` value the verb
+//!    uses that was not UTF-8 in the process environment (decoded lossily, so it holds U+FFFD)
+//!    is code 4 too: a namespace path or interface name cannot be passed on unchanged, and a
+//!    mangled one would name another object (Go passes such bytes through).
 //! 4. stdin: read failure or more than the cap → code 5; not a JSON object → code 6; missing or
 //!    invalid `name` → code 7.
 //! 5. Version gate: ADD/DEL need an exact match with a supported version; CHECK needs ≥ 0.4.0,
@@ -172,6 +175,18 @@ async fn run_inner<P: Plugin>(
     }
 
     // 3. Environment.
+    let used: &[&str] = match cmd {
+        Command::Add | Command::Check | Command::Del => {
+            &["CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_ARGS", "CNI_PATH"]
+        }
+        _ => &["CNI_PATH"],
+    };
+    if let Some(key) = used.iter().find(|k| env_get(&env, k).is_some_and(|v| v.contains(char::REPLACEMENT_CHARACTER))) {
+        let e = Error::new(ErrorCode::InvalidEnvironmentVariables, format!("{key} is not valid UTF-8")).with_details(
+            "the value holds bytes that are not UTF-8 (shown as U+FFFD); it cannot be used or passed on unchanged",
+        );
+        return Err(fail(e, &newest));
+    }
     let req = required(cmd, options.go_strict);
     let mut missing = Vec::new();
     let container_id = env_get(&env, "CNI_CONTAINERID");
@@ -303,7 +318,7 @@ fn netns_override(env: &BTreeMap<String, String>) -> bool {
     env_get(env, "CNI_NETNS_OVERRIDE").is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
 
-fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_capped(stdin: &mut dyn Read, cap: usize) -> Result<Vec<u8>, Error> {
     let mut buf = Vec::new();
     let limit = u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1);
     stdin

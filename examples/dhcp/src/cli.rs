@@ -38,7 +38,10 @@ pub(crate) fn main(args: Vec<String>) -> ! {
             std::process::exit(2)
         }
     };
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    // Lossy: std::env::vars() panics on a variable that is not UTF-8.
+    let mut env: BTreeMap<String, String> = std::env::vars_os()
+        .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+        .collect();
     env.entry(cni_sdk::logging::LOG_LEVEL_ENV.to_owned()).or_insert_with(|| "info".to_owned());
     if let Some(warning) = cni_sdk::logging::init_from_env(&env) {
         eprintln!("{warning}");
@@ -74,6 +77,20 @@ fn run(flags: &DaemonFlags) -> Result<(), String> {
     let served = rt.block_on(local.run_until(async {
         let services = Services::system();
         let plugin = DhcpDaemon::new(flags.clone(), services.clone());
+        // One ADD may retry for the whole -resendtimeout, each attempt waiting -timeout.
+        let budget = flags.resend_timeout + flags.timeout * 2 + Duration::from_secs(30);
+        // Bound first: a second daemon fails here, before it touches the state directory.
+        let bound = Daemon::builder(plugin.clone())
+            .options(crate::Dhcp::options())
+            .socket(flags.socket())
+            .request_timeout(budget)
+            .services(services)
+            .build()
+            .and_then(Daemon::bind)
+            .map_err(|e| {
+                let detail = e.details().map(|d| format!(" ({d})")).unwrap_or_default();
+                format!("Error getting listener: {}{detail}", e.message())
+            })?;
         let restored = plugin
             .restore()
             .await
@@ -81,21 +98,10 @@ fn run(flags: &DaemonFlags) -> Result<(), String> {
         if restored > 0 {
             tracing::info!("resumed {restored} lease(s) from {}", flags.state_dir().display());
         }
-        // One ADD may retry for the whole -resendtimeout, each attempt waiting -timeout.
-        let budget = flags.resend_timeout + flags.timeout * 2 + Duration::from_secs(30);
-        Daemon::builder(plugin)
-            .options(crate::Dhcp::options())
-            .socket(flags.socket())
-            .request_timeout(budget)
-            .services(services)
-            .build()
-            .map_err(|e| format!("Error getting listener: {e}"))?
-            .serve_until_signal()
-            .await
-            .map_err(|e| {
-                let detail = e.details().map(|d| format!(" ({d})")).unwrap_or_default();
-                format!("Error getting listener: {}{detail}", e.message())
-            })
+        bound.serve_until_signal().await.map_err(|e| {
+            let detail = e.details().map(|d| format!(" ({d})")).unwrap_or_default();
+            format!("Error getting listener: {}{detail}", e.message())
+        })
     }));
     if let Some(p) = &flags.pidfile {
         let _ = std::fs::remove_file(p);

@@ -31,6 +31,8 @@ pub(crate) enum Failure {
     Nak(&'static str),
     /// The socket failed.
     Io(io::Error),
+    /// The offer could not be recorded before the REQUEST; retrying does not help.
+    Store(io::Error),
 }
 
 impl fmt::Display for Failure {
@@ -39,6 +41,7 @@ impl fmt::Display for Failure {
             Self::Timeout(what, after) => write!(f, "no {what} received within {after:?}"),
             Self::Nak(text) => f.write_str(text),
             Self::Io(e) => write!(f, "{e}"),
+            Self::Store(e) => write!(f, "could not record the offered lease: {e}"),
         }
     }
 }
@@ -113,6 +116,7 @@ where
         attempts += 1;
         let last = match tokio::time::timeout_at(deadline, attempt()).await {
             Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e @ Failure::Store(_))) => return Err(GiveUp { attempts, elapsed: start.elapsed(), last: e }),
             Ok(Err(e)) => e,
             Err(_) => {
                 // The budget ran out in the middle of an attempt: report what the last complete
@@ -199,7 +203,12 @@ impl Client<'_> {
     }
 
     /// DISCOVER → OFFER → REQUEST → ACK. Returns the ACK and the offer's server identifier.
-    pub(crate) async fn acquire(&self) -> Result<(Message, Option<Ipv4Addr>), Failure> {
+    /// `before_request` gets the offered address and server before the REQUEST goes out (the
+    /// daemon records them there); its error ends the exchange with [`Failure::Store`].
+    pub(crate) async fn acquire(
+        &self,
+        before_request: &dyn Fn(Ipv4Addr, Option<Ipv4Addr>) -> io::Result<()>,
+    ) -> Result<(Message, Option<Ipv4Addr>), Failure> {
         let u = Ipv4Addr::UNSPECIFIED;
         let discover = self.message(MessageType::Discover, u);
         self.send(&discover, u, Ipv4Addr::BROADCAST).await?;
@@ -208,6 +217,7 @@ impl Client<'_> {
             Some(DhcpOption::ServerIdentifier(s)) => Some(*s),
             _ => None,
         };
+        before_request(offer.yiaddr(), server).map_err(Failure::Store)?;
         let mut request = self.message(MessageType::Request, u);
         request.set_xid(discover.xid());
         request.opts_mut().insert(DhcpOption::RequestedIpAddress(offer.yiaddr()));

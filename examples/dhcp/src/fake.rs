@@ -29,18 +29,21 @@ pub(crate) struct Seen {
 
 #[derive(Debug, Default)]
 struct State {
-    next_host: u8,
     /// client id → the address it gets (offered or leased)
     assigned: BTreeMap<Vec<u8>, Ipv4Addr>,
     /// client id → address leased
     bound: BTreeMap<Vec<u8>, Ipv4Addr>,
     seen: Vec<Seen>,
-    replies: VecDeque<Vec<u8>>,
+    /// Replies not yet received, with the client hardware address they are for (each port only
+    /// receives its own, as on separate links).
+    replies: VecDeque<([u8; 6], Vec<u8>)>,
     silent: bool,
     nak: bool,
     lease_secs: u32,
     t1_t2: Option<(u32, u32)>,
     extra: Vec<DhcpOption>,
+    /// How long a reply takes to arrive.
+    delay: std::time::Duration,
 }
 
 /// The server.
@@ -53,12 +56,15 @@ pub(crate) struct FakeServer {
 pub(crate) const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 219, 0, 1);
 
 impl FakeServer {
-    /// A server for 10.219.0.0/24 handing out .10 onwards with 1-hour leases.
+    /// A server for 10.219.0.0/24 handing out .10 to .250 (the lowest free one first; an
+    /// address is free again once released) with 1-hour leases.
     pub(crate) fn new() -> Rc<Self> {
-        Rc::new(Self {
-            state: RefCell::new(State { next_host: 10, lease_secs: 3600, ..State::default() }),
-            notify: Notify::new(),
-        })
+        Rc::new(Self { state: RefCell::new(State { lease_secs: 3600, ..State::default() }), notify: Notify::new() })
+    }
+
+    /// Replies arrive `delay` after the request (a slow server or network).
+    pub(crate) fn set_reply_delay(&self, delay: std::time::Duration) {
+        self.state.borrow_mut().delay = delay;
     }
 
     pub(crate) fn set_silent(&self, silent: bool) {
@@ -94,8 +100,8 @@ impl FakeServer {
         self.state.borrow().bound.values().copied().collect()
     }
 
-    pub(crate) fn port(self: &Rc<Self>, _link: &Link) -> FakePort {
-        FakePort { server: self.clone() }
+    pub(crate) fn port(self: &Rc<Self>, link: &Link) -> FakePort {
+        FakePort { server: self.clone(), mac: link.mac.octets() }
     }
 
     fn handle(&self, bytes: &[u8], src: Ipv4Addr, dst: Ipv4Addr) {
@@ -134,6 +140,7 @@ impl FakeServer {
             MessageType::Request => MessageType::Ack,
             MessageType::Release => {
                 s.bound.remove(&client_id);
+                s.assigned.remove(&client_id);
                 return;
             }
             _ => return,
@@ -141,8 +148,13 @@ impl FakeServer {
         let addr = match s.assigned.get(&client_id) {
             Some(a) => *a,
             None => {
-                let a = Ipv4Addr::new(10, 219, 0, s.next_host);
-                s.next_host += 1;
+                // The lowest address nobody else was offered or holds (a released one is free).
+                let Some(a) = (10..=250)
+                    .map(|h| Ipv4Addr::new(10, 219, 0, h))
+                    .find(|a| !s.assigned.values().any(|taken| taken == a))
+                else {
+                    return;
+                };
                 s.assigned.insert(client_id.clone(), a);
                 a
             }
@@ -169,7 +181,9 @@ impl FakeServer {
         }
         let mut buf = Vec::new();
         r.encode(&mut Encoder::new(&mut buf)).expect("replies encode");
-        s.replies.push_back(buf);
+        let mut chaddr = [0u8; 6];
+        chaddr.copy_from_slice(&m.chaddr()[..6]);
+        s.replies.push_back((chaddr, buf));
         drop(s);
         self.notify.notify_waiters();
     }
@@ -179,6 +193,7 @@ impl FakeServer {
 #[derive(Debug)]
 pub(crate) struct FakePort {
     server: Rc<FakeServer>,
+    mac: [u8; 6],
 }
 
 impl FakePort {
@@ -188,9 +203,18 @@ impl FakePort {
     }
 
     pub(crate) async fn recv(&self) -> io::Result<Vec<u8>> {
+        let delay = self.server.state.borrow().delay;
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         loop {
             let notified = self.server.notify.notified();
-            if let Some(r) = self.server.state.borrow_mut().replies.pop_front() {
+            let reply = {
+                let mut state = self.server.state.borrow_mut();
+                let i = state.replies.iter().position(|(mac, _)| *mac == self.mac);
+                i.and_then(|i| state.replies.remove(i)).map(|(_, r)| r)
+            };
+            if let Some(r) = reply {
                 return Ok(r);
             }
             notified.await;

@@ -27,6 +27,10 @@ mod shim;
 pub(crate) mod store;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_faults;
+#[cfg(test)]
+mod tests_load;
 
 use cni_sdk::{CniResult, Context, Plugin, Result, cni_plugin};
 

@@ -13,7 +13,7 @@ use cni_sdk::net::{Link, Net};
 use cni_sdk::{CniResult, Context, Error, Plugin, Result, Services};
 use ipnet::IpNet;
 
-use crate::client::{Backoff, Client, GiveUp, with_retries};
+use crate::client::{Backoff, Client, Failure, GiveUp, with_retries};
 use crate::config::{self, ClientOptions, client_id};
 use crate::flags::DaemonFlags;
 use crate::lease::{Lease, now_secs};
@@ -76,15 +76,26 @@ impl DhcpDaemon {
         Self { inner: Rc::new(Inner { flags, services, ports, store, leases: RefCell::default() }) }
     }
 
-    /// Loads the persisted leases and resumes their maintenance; returns how many. Leases whose
-    /// namespace or interface is gone are dropped. Call it on the `LocalSet` the daemon runs
-    /// on, before serving.
+    /// Loads the persisted leases and resumes their maintenance; returns how many. What
+    /// interrupted writes left is removed first; a pending record (an ADD that never finished:
+    /// its runtime got no result) is released at the server and dropped; leases whose namespace
+    /// or interface is gone are dropped. Call it on the `LocalSet` the daemon runs on, after the
+    /// socket is bound (so no other daemon uses the directory) and before serving.
     pub(crate) async fn restore(&self) -> std::io::Result<usize> {
+        self.inner.store.sweep()?;
         let records = self.inner.store.load_all()?;
         let grace_until = now_secs() + self.inner.flags.resend_timeout.as_secs();
         let mut n = 0;
         for record in records {
             let key = record.client_id.clone();
+            if record.pending {
+                tracing::info!("{key}: an ADD was interrupted after offering {}; releasing it", record.lease.address);
+                self.inner.release(&record).await;
+                if let Err(e) = self.inner.store.remove(&key) {
+                    tracing::warn!("{key}: could not remove the lease record: {e}");
+                }
+                continue;
+            }
             if let Err(Attach::Gone(why)) =
                 self.inner.find_link(&record.netns, &record.ifname, record.netns_inode).await
             {
@@ -338,13 +349,31 @@ impl DhcpDaemon {
                 t1_secs: 0,
                 t2_secs: 0,
             },
+            pending: false,
+        };
+        // Set once the offered address is recorded: from then on a failure releases it.
+        let offered: std::cell::RefCell<Option<LeaseRecord>> = std::cell::RefCell::new(None);
+        let record_offer = |yiaddr: std::net::Ipv4Addr, server: Option<std::net::Ipv4Addr>| {
+            let mut pending = record.clone();
+            pending.pending = true;
+            pending.lease.address = ipnet::Ipv4Net::new(yiaddr, 32).expect("a /32");
+            pending.lease.server = server.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+            inner.store.save(&pending)?;
+            *offered.borrow_mut() = Some(pending);
+            Ok(())
         };
         let acquired = async {
             let port = inner.open_port(&net, &link).await.map_err(plain)?;
             let client = inner.client(&port, &record);
-            let (ack, server) = with_retries(inner.flags.resend_max, inner.flags.resend_timeout, || client.acquire())
-                .await
-                .map_err(|e: GiveUp| plain(GiveUp::MESSAGE).with_details(e.details()))?;
+            let (ack, server) =
+                with_retries(inner.flags.resend_max, inner.flags.resend_timeout, || client.acquire(&record_offer))
+                    .await
+                    .map_err(|e: GiveUp| match &e.last {
+                        Failure::Store(io) => {
+                            plain(format!("failed to save the lease in {}: {io}", inner.store.dir().display()))
+                        }
+                        _ => plain(GiveUp::MESSAGE).with_details(e.details()),
+                    })?;
             match Lease::from_ack(&ack, now_secs(), server, priority) {
                 Ok(lease) => Ok(lease),
                 Err(e) => {
@@ -363,6 +392,16 @@ impl DhcpDaemon {
         let lease = match acquired {
             Ok(l) => l,
             Err(e) => {
+                // An address was offered and maybe bound by our REQUEST: release it, forget it.
+                let pending = offered.borrow_mut().take();
+                if let Some(pending) = pending {
+                    if pending.lease.server != std::net::Ipv4Addr::UNSPECIFIED {
+                        inner.release(&pending).await;
+                    }
+                    if let Err(rm) = inner.store.remove(key) {
+                        tracing::warn!("{key}: could not remove the pending lease record: {rm}");
+                    }
+                }
                 if brought_up && let Err(down) = net.set_down(link.index).await {
                     tracing::warn!("{key}: could not set {ifname} down again: {down}");
                 }
@@ -372,6 +411,9 @@ impl DhcpDaemon {
         record.lease = lease;
         if let Err(e) = inner.store.save(&record) {
             inner.release(&record).await;
+            if let Err(rm) = inner.store.remove(key) {
+                tracing::warn!("{key}: could not remove the pending lease record: {rm}");
+            }
             if brought_up {
                 let _ = net.set_down(link.index).await;
             }

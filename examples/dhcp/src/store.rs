@@ -1,10 +1,21 @@
 //! Leases on disk: one JSON file per lease in the state directory, written atomically (a
-//! temporary file, fsync, rename, fsync of the directory), so a restarted daemon keeps renewing
-//! and DEL still releases (Go keeps leases in memory only).
+//! temporary file, fsync, rename, fsync of the directory: `kit::write_atomic` with
+//! `Durability::PowerLoss`), so a restarted daemon keeps renewing and DEL still releases (Go
+//! keeps leases in memory only).
+//!
+//! An ADD records the offered address as a *pending* record before it sends its DHCPREQUEST:
+//! a daemon killed between the REQUEST and the final record leaves the pending one, and the next
+//! daemon releases that address instead of leaving it bound at the server until it expires.
+//!
+//! A daemon killed mid-write leaves a temporary file (and a power loss at worst an empty record);
+//! [`Store::sweep`], run by the daemon that owns the socket before it restores, removes both with
+//! a log line.
 
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
+
+use cni_sdk::kit::{self, Durability, StateRead};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
@@ -42,6 +53,9 @@ pub(crate) struct LeaseRecord {
     pub(crate) priority: Option<u32>,
     /// The lease.
     pub(crate) lease: Lease,
+    /// Only offered: the DHCPREQUEST may have been sent, the ACK was not recorded yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) pending: bool,
 }
 
 impl LeaseRecord {
@@ -74,23 +88,46 @@ impl Store {
         self.dir.join(format!("{hex}.json"))
     }
 
-    /// Writes `record` atomically.
+    /// Writes `record` atomically (the directory is created, mode 0700).
     pub(crate) fn save(&self, record: &LeaseRecord) -> io::Result<()> {
-        use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+        use std::os::unix::fs::DirBuilderExt as _;
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.dir)?;
-        let path = self.path(&record.client_id);
-        let tmp = self.dir.join(format!(
-            ".{}.tmp-{}",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("lease"),
-            std::process::id()
-        ));
         let bytes = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, &path)?;
-        fs::File::open(&self.dir)?.sync_all()
+        kit::write_atomic(&self.path(&record.client_id), &bytes, 0o600, Durability::PowerLoss)
+    }
+
+    /// Removes what killed or interrupted writers left: temporaries (this version's and the
+    /// `.<name>.tmp-<pid>` ones of earlier versions) and records that are empty or do not parse.
+    /// Only the daemon that owns the socket may call it (no other writer is running then).
+    pub(crate) fn sweep(&self) -> io::Result<()> {
+        for path in kit::remove_temp_files(&self.dir)? {
+            tracing::info!(path = %path.display(), "removed the temporary file of an interrupted write");
+        }
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let damaged = if name.starts_with('.') && name.contains(".tmp-") {
+                true
+            } else if name.ends_with(".json") {
+                let parse = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b);
+                matches!(kit::read_tolerant(&path, parse)?, StateRead::Damaged(_))
+            } else {
+                false
+            };
+            if damaged {
+                tracing::warn!(path = %path.display(), "removing what an interrupted write left");
+                match fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Removes the record of `client_id` (absent is fine).

@@ -21,15 +21,15 @@ use crate::port::Ports;
 use crate::server::DhcpDaemon;
 use crate::store::Store;
 
-struct Rig {
-    world: FakeNetwork,
-    server: Rc<FakeServer>,
-    dir: tempfile::TempDir,
-    daemon: DhcpDaemon,
+pub(crate) struct Rig {
+    pub(crate) world: FakeNetwork,
+    pub(crate) server: Rc<FakeServer>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) daemon: DhcpDaemon,
 }
 
 impl Rig {
-    fn flags(dir: &Path) -> DaemonFlags {
+    pub(crate) fn flags(dir: &Path) -> DaemonFlags {
         DaemonFlags {
             state_dir: dir.join("leases").display().to_string(),
             timeout: Duration::from_secs(1),
@@ -39,7 +39,7 @@ impl Rig {
         }
     }
 
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let world = FakeNetwork::new();
         let server = FakeServer::new();
         let dir = tempfile::tempdir().unwrap();
@@ -52,7 +52,7 @@ impl Rig {
     }
 
     /// A daemon restarted on the same state directory and network.
-    fn restarted(&self) -> DhcpDaemon {
+    pub(crate) fn restarted(&self) -> DhcpDaemon {
         DhcpDaemon::with_ports(
             Self::flags(self.dir.path()),
             Services::unavailable().with_net(self.world.clone()),
@@ -61,24 +61,24 @@ impl Rig {
     }
 
     /// A container namespace `name` with `eth0` (down), the other end in the host.
-    async fn container(&self, name: &str) {
+    pub(crate) async fn container(&self, name: &str) {
         let ctr = self.world.add_namespace(name);
         self.world.host().veth(&format!("vh-{name}"), "eth0").peer_netns(&ctr).execute().await.unwrap();
     }
 
-    async fn link_up(&self, ns: &str) -> bool {
+    pub(crate) async fn link_up(&self, ns: &str) -> bool {
         self.world.namespace(ns).unwrap().link("eth0").await.unwrap().up
     }
 
-    fn store(&self) -> Store {
+    pub(crate) fn store(&self) -> Store {
         Store::new(self.dir.path().join("leases"))
     }
 
-    fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.dir.path().join("dhcp.sock")
     }
 
-    fn conf(&self, version: &str, ipam: Value) -> Value {
+    pub(crate) fn conf(&self, version: &str, ipam: Value) -> Value {
         let mut ipam = ipam;
         ipam["type"] = json!("dhcp");
         ipam["daemonSocketPath"] = json!(self.socket());
@@ -86,7 +86,7 @@ impl Rig {
     }
 
     /// The daemon's plugin, called directly.
-    fn direct(&self, cmd: Command, id: &str, ns: &str, conf: &Value) -> PluginTest<'_, DhcpDaemon> {
+    pub(crate) fn direct(&self, cmd: Command, id: &str, ns: &str, conf: &Value) -> PluginTest<'_, DhcpDaemon> {
         PluginTest::new(&self.daemon)
             .options(Dhcp::options())
             .network(&self.world)
