@@ -71,15 +71,24 @@ pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<
 /// Runs `plugin` for one invocation with the given services and returns the exit code.
 pub async fn run_with<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>, services: Services) -> i32 {
     let Invocation { env, stdin, stdout, stderr } = io;
-    // One span per request, with what the environment says (validated later).
-    let field = |k: &str| env_get(&env, k).unwrap_or_default().to_owned();
-    let span = tracing::info_span!(
+    let span = request_span(&env);
+    let outcome = run_inner(plugin, options, env, stdin, stderr, services).instrument(span.clone()).await;
+    finish(&span, outcome, stdout)
+}
+
+/// The span every request runs in, with what the environment says (validated later).
+pub(crate) fn request_span(env: &BTreeMap<String, String>) -> tracing::Span {
+    let field = |k: &str| env_get(env, k).unwrap_or_default().to_owned();
+    tracing::info_span!(
         "cni",
         verb = %field("CNI_COMMAND"),
         container_id = %field("CNI_CONTAINERID"),
         ifname = %field("CNI_IFNAME")
-    );
-    let outcome = run_inner(plugin, options, env, stdin, stderr, services).instrument(span.clone()).await;
+    )
+}
+
+/// Writes the outcome of a request (its one document, or nothing) and returns the exit code.
+pub(crate) fn finish(span: &tracing::Span, outcome: Result<Output, Failure>, stdout: &mut dyn Write) -> i32 {
     let _entered = span.enter();
     match outcome {
         Ok(Output::Nothing) => {
@@ -100,19 +109,31 @@ pub async fn run_with<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invoca
     }
 }
 
-enum Doc {
+/// A document for stdout.
+pub(crate) enum Doc {
     Pretty(Value),
     Compact(Value),
 }
 
-enum Output {
+/// What a request prints on success.
+pub(crate) enum Output {
     Nothing,
     Document(Doc),
 }
 
-struct Failure {
+/// A failed request: the error and the version its error object is printed in.
+pub(crate) struct Failure {
     error: Error,
     version: String,
+}
+
+/// Where the protocol checks (steps 1–7) leave a request.
+pub(crate) enum Step<C> {
+    /// Answered without a handler (no verb, VERSION).
+    Done(Output),
+    /// Every check passed: the handler runs with this context; its errors are printed in the
+    /// given version.
+    Handle(Box<Context<C>>, String),
 }
 
 fn write_doc(out: &mut dyn Write, doc: &Doc) -> std::io::Result<()> {
@@ -156,6 +177,21 @@ async fn run_inner<P: Plugin>(
     stderr: &mut dyn Write,
     services: Services,
 ) -> Result<Output, Failure> {
+    match prepare(options, env, stdin, stderr, services)? {
+        Step::Done(output) => Ok(output),
+        Step::Handle(cx, err_version) => handle(plugin, &cx, &err_version).await,
+    }
+}
+
+/// Steps 1–7: everything up to the handler, synchronous, so that the generated `main` answers
+/// VERSION and rejects bad requests before it builds a runtime or the plugin value.
+pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
+    options: &PluginOptions,
+    env: BTreeMap<String, String>,
+    stdin: &mut dyn Read,
+    stderr: &mut dyn Write,
+    services: Services,
+) -> Result<Step<C>, Failure> {
     let newest = options.newest_version().as_str().to_owned();
     let fail = |error: Error, version: &str| Failure { error, version: version.to_owned() };
 
@@ -163,7 +199,7 @@ async fn run_inner<P: Plugin>(
     let Some(raw_cmd) = env_get(&env, "CNI_COMMAND") else {
         let versions: Vec<&str> = options.supported_versions().iter().map(|v| v.as_str()).collect();
         let _ = writeln!(stderr, "{}\nCNI protocol versions supported: {}", options.about(), versions.join(", "));
-        return Ok(Output::Nothing);
+        return Ok(Step::Done(Output::Nothing));
     };
     let cmd: Command = raw_cmd.parse().map_err(|e: cni_types::UnknownCommand| {
         fail(Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()), &newest)
@@ -171,7 +207,7 @@ async fn run_inner<P: Plugin>(
 
     // 2. VERSION.
     if cmd == Command::Version {
-        return Ok(Output::Document(Doc::Compact(version_reply(options, stdin))));
+        return Ok(Step::Done(Output::Document(Doc::Compact(version_reply(options, stdin)))));
     }
 
     // 3. Environment.
@@ -246,7 +282,7 @@ async fn run_inner<P: Plugin>(
     let version = negotiate(cmd, &config_version, options).map_err(fail)?;
 
     // 6. Typed configuration and prevResult.
-    let config: NetworkConfig<P::Config> = serde_json::from_value(Value::Object(obj)).map_err(|e| {
+    let config: NetworkConfig<C> = serde_json::from_value(Value::Object(obj)).map_err(|e| {
         fail(Error::new(ErrorCode::InvalidNetworkConfig, format!("failed to parse network configuration: {e}")))
     })?;
     let prev_result = match cmd {
@@ -283,7 +319,18 @@ async fn run_inner<P: Plugin>(
         env: Arc::new(env),
         services,
     };
-    let outcome = AssertUnwindSafe(call(plugin, &cx)).catch_unwind().await;
+    Ok(Step::Handle(Box::new(cx), err_version))
+}
+
+/// Step 8: the handler, with a panic reported as an error object.
+pub(crate) async fn handle<P: Plugin>(
+    plugin: &P,
+    cx: &Context<P::Config>,
+    err_version: &str,
+) -> Result<Output, Failure> {
+    let fail = |error: Error| Failure { error, version: err_version.to_owned() };
+    let (cmd, version) = (cx.command, cx.version);
+    let outcome = AssertUnwindSafe(call(plugin, cx)).catch_unwind().await;
     match outcome {
         Ok(Ok(Some(result))) => {
             let doc = result.to_value(version).map_err(|e| fail(Error::internal(e.to_string())))?;

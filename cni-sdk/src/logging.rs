@@ -22,6 +22,22 @@ pub const LOG_LEVEL_ENV: &str = "CNI_LOG_LEVEL";
 /// The environment variable selecting a log file.
 pub const LOG_FILE_ENV: &str = "CNI_LOG_FILE";
 
+/// Whether the subscriber `env` configures would show none of the dispatcher's own events
+/// (they are all at `debug`) and would not touch the file system: a valid `CNI_LOG_LEVEL` at
+/// `info` or below and no `CNI_LOG_FILE`. Then installing it can wait until a handler runs, and
+/// requests answered before (VERSION, protocol errors) print exactly the same without it.
+pub(crate) fn dispatcher_is_silent(env: &BTreeMap<String, String>) -> bool {
+    let level = match env.get(LOG_LEVEL_ENV).map(String::as_str) {
+        None | Some("") => LevelFilter::WARN,
+        Some(s) => match LevelFilter::from_str(s) {
+            Ok(level) => level,
+            // An invalid level prints a warning when the subscriber is installed.
+            Err(_) => return false,
+        },
+    };
+    level < LevelFilter::DEBUG && env.get(LOG_FILE_ENV).is_none_or(|p| p.is_empty())
+}
+
 /// Installs the global subscriber from `env` (see the module docs). Returns a warning to print
 /// when the settings could not be honoured (the plugin then logs to stderr at `warn`).
 pub fn init_from_env(env: &BTreeMap<String, String>) -> Option<String> {
