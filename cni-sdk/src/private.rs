@@ -100,7 +100,7 @@ pub fn default_plugin<P: Default>() -> P {
 /// The process entry of a multi-call binary: runs the entry whose name is the file name this
 /// binary was invoked as (a symlink or hardlink named `bridge`, `host-local`, …), or the first
 /// argument when invoked under its own name (`cni-plugins bridge`); `install` and `list` are
-/// commands of the binary itself (see [`crate::multicall`]).
+/// commands of the binary itself (see [`mod@crate::multicall`]).
 #[allow(clippy::exit)]
 pub fn multicall(binary: &str, entries: &[(&str, fn() -> !)]) -> ! {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -65,7 +65,7 @@
 //!   computes Go's bandwidth plugin numbers.
 //! * IPv6: the kernel adds `fe80::/64` link-local addresses and routes on its own when a link
 //!   gets carrier, and marks new addresses "tentative" during duplicate address detection. The
-//!   fake does not model link-local addresses (see [`fake`] for the exact differences); compare
+//!   fake does not model link-local addresses (see the `net::fake` module, feature `test-util`, for the exact differences); compare
 //!   only the addresses you added. With the kernel's default `keep_addr_on_down=0`, IPv6
 //!   addresses are removed when a link goes down (the fake does the same).
 
@@ -123,7 +123,7 @@ use backend::DynBackend;
 /// A handle for network operations in one network namespace.
 ///
 /// Cheap to clone, `Send + Sync`. Obtain one with [`Net::host`], [`Net::open`] or
-/// [`Net::open_path`] (kernel), or from a [`fake::FakeNetwork`] (tests).
+/// [`Net::open_path`] (kernel), or from a `net::fake::FakeNetwork` (tests, feature `test-util`).
 #[derive(Clone)]
 pub struct Net {
     backend: Arc<dyn DynBackend>,

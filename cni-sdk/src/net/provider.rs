@@ -12,7 +12,7 @@ use super::{Net, NetResult};
 /// [`Context::container_net`](crate::Context::container_net)).
 ///
 /// Implemented by [`KernelNet`] (feature `netlink`) and by the test kit's
-/// [`FakeNetwork`](crate::net::fake::FakeNetwork) (feature `test-util`); a plain trait with
+/// `net::fake::FakeNetwork` (feature `test-util`); a plain trait with
 /// `async fn`s, so other implementations need no extra crate.
 pub trait NetProvider: Send + Sync + fmt::Debug {
     /// The plugin's own (host) namespace.
