@@ -238,67 +238,75 @@ impl Net {
         format!("name: \"{}\" id: \"{}\"", self.name, ctr.id)
     }
 
-    /// Every host-side object of `ctr`, each with whether it exists now.
-    fn footprint(&self, ctr: &Ctr, full_chain: bool, nft_masq: bool) -> Vec<(&'static str, bool)> {
+    /// Every host-side object of `ctr`: what it is, how many of it exist now, and how many
+    /// an attachment has (present: exactly that many; gone: none at all).
+    fn footprint(&self, ctr: &Ctr, full_chain: bool, nft_masq: bool) -> Vec<(&'static str, usize, usize)> {
         let nat: Vec<Vec<String>> = iptables_rules("nat").iter().map(|l| iptables_args(l)).collect();
         let chain_exists = |c: &str| nat.iter().any(|a| a.len() == 2 && a[0] == "-N" && a[1] == c);
-        let chain_rules = |c: &str| nat.iter().filter(|a| a.len() > 2 && a[0] == "-A" && a[1] == c).count();
+        let rules_in = |c: &str| nat.iter().filter(|a| a.len() > 2 && a[0] == "-A" && a[1] == c).count();
         let host = format!("{}/32", ctr.ip);
         let mut out = Vec::new();
 
         let lease = std::fs::read_to_string(self.dir("ipam").join(&self.name).join(&ctr.ip))
             .is_ok_and(|s| s.starts_with(&format!("{}\r\n", ctr.id)));
-        out.push(("host-local lease file", lease));
+        out.push(("host-local lease file", usize::from(lease), 1));
 
-        // ipMasq (iptables): POSTROUTING -s <ip>/32 -j CNI-<hash> commented with the container.
+        // ipMasq (iptables): POSTROUTING -s <ip>/32 -j CNI-<hash> commented with the container,
+        // into a chain of two rules (ACCEPT to the subnet, MASQUERADE) commented the same way.
         let comment = self.masq_comment(ctr);
-        let masq_jump = nat.iter().find(|a| {
-            a.get(1).is_some_and(|c| c == "POSTROUTING")
-                && a.contains(&host)
-                && a.contains(&comment)
-                && jump_target(a).is_some_and(|t| t.starts_with("CNI-"))
-        });
+        let masq_jumps: Vec<&Vec<String>> = nat
+            .iter()
+            .filter(|a| {
+                a.get(1).is_some_and(|c| c == "POSTROUTING")
+                    && a.contains(&host)
+                    && a.contains(&comment)
+                    && jump_target(a).is_some_and(|t| t.starts_with("CNI-"))
+            })
+            .collect();
         if nft_masq {
-            out.push(("no iptables ipMasq jump (nftables backend)", masq_jump.is_none()));
-            let rule = nft_masq_rules().iter().any(|r| r.contains(&format!("ip saddr {} ", ctr.ip)));
-            out.push(("nftables masq_checks rule", rule));
+            out.push(("iptables ipMasq jump (none with the nftables backend)", masq_jumps.len(), 0));
+            let rules = nft_masq_rules().iter().filter(|r| r.contains(&format!("ip saddr {} ", ctr.ip))).count();
+            out.push(("nftables masq_checks rule", rules, 1));
         } else {
-            out.push(("ipMasq POSTROUTING jump", masq_jump.is_some()));
-            let chain = masq_jump.and_then(|a| jump_target(a)).map(str::to_owned).unwrap_or_else(|| {
-                // The chain may outlive its jump: find it by the comment of its own rules.
+            out.push(("ipMasq POSTROUTING jump", masq_jumps.len(), 1));
+            // The chain may outlive its jump: then it is found by the comment of its own rules.
+            let chain = masq_jumps.first().and_then(|a| jump_target(a)).map(str::to_owned).or_else(|| {
                 nat.iter()
                     .find(|a| a.len() > 2 && a[0] == "-A" && a[1].starts_with("CNI-") && a.contains(&comment))
-                    .map_or_else(String::new, |a| a[1].clone())
+                    .map(|a| a[1].clone())
             });
-            out.push(("ipMasq chain with its rules", chain_exists(&chain) && chain_rules(&chain) >= 2));
+            let chain = chain.unwrap_or_default();
+            out.push(("ipMasq chain", usize::from(chain_exists(&chain)), 1));
+            out.push(("ipMasq chain rules", rules_in(&chain), 2));
         }
         if !full_chain {
             return out;
         }
 
-        // portmap (iptables): CNI-HOSTPORT-DNAT -p tcp --dport <port> -j CNI-DN-<hash>, commented.
+        // portmap (iptables): CNI-HOSTPORT-DNAT -p tcp --dport <port> -j CNI-DN-<hash> commented
+        // `dnat name: .. id: ..`, into a chain that DNATs to <ip>:80.
         let dnat_comment = format!("dnat name: \"{}\" id: \"{}\"", self.name, ctr.id);
         let port = ctr.host_port.to_string();
-        let dnat_jump = nat.iter().find(|a| {
-            a.get(1).is_some_and(|c| c == "CNI-HOSTPORT-DNAT") && a.contains(&dnat_comment) && a.contains(&port)
-        });
-        out.push(("portmap CNI-HOSTPORT-DNAT jump", dnat_jump.is_some()));
-        let dn_chain = dnat_jump.and_then(|a| jump_target(a)).map(str::to_owned);
-        let dnat_rule = dn_chain.as_deref().is_some_and(|c| {
-            chain_exists(c)
-                && nat.iter().any(|a| a.get(1).is_some_and(|x| x == c) && a.contains(&format!("{}:80", ctr.ip)))
-        });
-        out.push(("portmap CNI-DN chain with the DNAT rule", dnat_rule));
+        let dnat_jumps: Vec<&Vec<String>> = nat
+            .iter()
+            .filter(|a| {
+                a.get(1).is_some_and(|c| c == "CNI-HOSTPORT-DNAT") && a.contains(&dnat_comment) && a.contains(&port)
+            })
+            .collect();
+        out.push(("portmap CNI-HOSTPORT-DNAT jump", dnat_jumps.len(), 1));
+        let dn_chain = dnat_jumps.first().and_then(|a| jump_target(a)).unwrap_or_default();
+        out.push(("portmap CNI-DN chain", usize::from(chain_exists(dn_chain)), 1));
         // The DNAT itself, wherever it is (a chain that outlived its jump still counts).
-        let dnat_anywhere = nat.iter().any(|a| a.contains(&format!("{}:80", ctr.ip)));
-        out.push(("portmap DNAT rule to the container", dnat_anywhere));
+        let dnat = nat.iter().filter(|a| a.contains(&format!("{}:80", ctr.ip))).count();
+        out.push(("portmap DNAT rule to the container", dnat, 1));
 
         // firewall (iptables): the two address rules in CNI-FORWARD, and the plugin's record.
         let filter: Vec<Vec<String>> = iptables_rules("filter").iter().map(|l| iptables_args(l)).collect();
         let fw_rules =
             filter.iter().filter(|a| a.get(1).is_some_and(|c| c == "CNI-FORWARD") && a.contains(&host)).count();
-        out.push(("firewall CNI-FORWARD address rules", fw_rules == 2));
-        out.push(("firewall record", self.dir("firewall").join(&self.name).join(ctr.id).join("eth0").is_file()));
+        out.push(("firewall CNI-FORWARD address rules", fw_rules, 2));
+        let record = |plugin: &str| usize::from(self.dir(plugin).join(&self.name).join(ctr.id).join("eth0").is_file());
+        out.push(("firewall record", record("firewall"), 1));
 
         // bandwidth: the ifb device and its record.
         let ifb = ctr.ifb.as_deref().is_some_and(|n| {
@@ -309,26 +317,31 @@ impl Net {
                 .status()
                 .is_ok_and(|s| s.success())
         });
-        out.push(("bandwidth ifb device", ifb));
-        out.push(("bandwidth record", self.dir("bandwidth").join(&self.name).join(ctr.id).join("eth0").is_file()));
+        out.push(("bandwidth ifb device", usize::from(ifb), 1));
+        out.push(("bandwidth record", record("bandwidth"), 1));
 
         // tuning: the saved original values.
-        out.push(("tuning backup", self.dir("tuning").join(format!("{}_eth0.json", ctr.id)).is_file()));
+        let backup = self.dir("tuning").join(format!("{}_eth0.json", ctr.id)).is_file();
+        out.push(("tuning backup", usize::from(backup), 1));
         out
     }
 
     fn assert_present(&self, ctr: &Ctr, full_chain: bool, nft_masq: bool, when: &str) {
-        let missing: Vec<_> =
-            self.footprint(ctr, full_chain, nft_masq).into_iter().filter(|(_, there)| !there).map(|(w, _)| w).collect();
-        assert!(missing.is_empty(), "{when}: {} ({}) lacks {missing:?}\n{}", ctr.id, ctr.ip, self.dump());
+        let wrong: Vec<_> = self
+            .footprint(ctr, full_chain, nft_masq)
+            .into_iter()
+            .filter(|(_, found, want)| found != want)
+            .map(|(what, found, want)| format!("{what}: {found} (want {want})"))
+            .collect();
+        assert!(wrong.is_empty(), "{when}: {} ({}) has {wrong:?}\n{}", ctr.id, ctr.ip, self.dump());
     }
 
     fn assert_gone(&self, ctr: &Ctr, full_chain: bool, nft_masq: bool, when: &str) {
         let left: Vec<_> = self
             .footprint(ctr, full_chain, nft_masq)
             .into_iter()
-            .filter(|(what, there)| *there && !what.starts_with("no "))
-            .map(|(w, _)| w)
+            .filter(|(_, found, _)| *found > 0)
+            .map(|(what, found, _)| format!("{what}: {found}"))
             .collect();
         assert!(left.is_empty(), "{when}: {} ({}) still has {left:?}\n{}", ctr.id, ctr.ip, self.dump());
     }
