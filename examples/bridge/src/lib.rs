@@ -47,9 +47,10 @@ impl Default for Bridge {
 }
 
 impl Bridge {
-    /// The plugin with its real back ends (iptables, nft and iproute2 in its own namespace).
+    /// The plugin with its real back ends (iptables, nftables over netlink and iproute2 in its own
+    /// namespace).
     pub fn new() -> Self {
-        Self { masq: IpMasq::host(), spoof: Firewall::nftables(), l2: Arc::new(Iproute2) }
+        Self { masq: IpMasq::host(), spoof: Firewall::nftables_netlink(), l2: Arc::new(Iproute2) }
     }
 }
 

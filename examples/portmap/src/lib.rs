@@ -43,9 +43,10 @@ impl Default for Portmap {
 }
 
 impl Portmap {
-    /// The plugin with the system's iptables and nft, in the plugin's own network namespace.
+    /// The plugin with the system's iptables and nftables (over netlink, no `nft` process), in the
+    /// plugin's own network namespace.
     pub fn new() -> Self {
-        Self { iptables: Firewall::iptables(), nftables: Firewall::nftables() }
+        Self { iptables: Firewall::iptables(), nftables: Firewall::nftables_netlink() }
     }
 
     /// The plugin with other firewalls (e.g. `FakeFirewall`s, or the tools inside a namespace);
