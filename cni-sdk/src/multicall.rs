@@ -192,13 +192,17 @@ impl MulticallExec {
     }
 
     /// The in-process entry to serve `request` with, or why it runs as a process.
-    pub(crate) fn choose(&self, request: &crate::exec::ExecRequest) -> Result<crate::__private::MulticallEntry, ExecReason> {
+    pub(crate) fn choose(
+        &self,
+        request: &crate::exec::ExecRequest,
+    ) -> Result<crate::__private::MulticallEntry, ExecReason> {
         if !self.enabled {
             return Err(ExecReason::Disabled);
         }
         let entry = self.entries.iter().find(|e| e.name == request.plugin_type).ok_or(ExecReason::NotCompiledIn)?;
         let exe = self.exe.ok_or(ExecReason::OwnExeUnknown)?;
-        let path = crate::exec::find_in_path(&request.plugin_type, &request.cni_path).map_err(|_| ExecReason::NotFound)?;
+        let path =
+            crate::exec::find_in_path(&request.plugin_type, &request.cni_path).map_err(|_| ExecReason::NotFound)?;
         if file_id(&path) != Some(exe) {
             return Err(ExecReason::OtherFile);
         }
@@ -237,7 +241,11 @@ impl MulticallExec {
                         .map(|s| (*s).to_owned())
                         .or_else(|| p.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic payload".to_owned());
-                    RawOutput { code: Some(101), stdout: Vec::new(), stderr: format!("panicked: {what}\n").into_bytes() }
+                    RawOutput {
+                        code: Some(101),
+                        stdout: Vec::new(),
+                        stderr: format!("panicked: {what}\n").into_bytes(),
+                    }
                 });
                 let _ = done_tx.send(out);
             });

@@ -49,7 +49,7 @@ pub trait Plugin {
 
 /// A plugin type that knows its name, its options and how to make itself: what
 /// `#[cni_plugin]` implements, so the type can be run as a binary ([`run`](crate::run),
-/// [`main!`](crate::main)) or as one entry of a multi-call binary ([`multicall!`](crate::multicall))
+/// [`main!`](crate::main)) or as one entry of a multi-call binary ([`multicall!`](crate::multicall!))
 /// from any crate.
 ///
 /// ```

@@ -93,7 +93,8 @@ fn serve<P: Plugin>(
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => {
                     let plugin = make();
-                    let handled = std::pin::pin!(crate::dispatch::handle(&plugin, &cx, &err_version).instrument(span.clone()));
+                    let handled =
+                        std::pin::pin!(crate::dispatch::handle(&plugin, &cx, &err_version).instrument(span.clone()));
                     let cancel = std::pin::pin!(cancel);
                     match rt.block_on(futures_util::future::select(handled, cancel)) {
                         futures_util::future::Either::Left((outcome, _)) => outcome,
@@ -183,8 +184,8 @@ pub fn in_process<P: PluginEntry>(request: InProcessRequest) -> crate::exec::Raw
 /// The process entry of a multi-call binary: runs the entry whose name is the file name this
 /// binary was invoked as (a symlink or hardlink named `bridge`, `host-local`, …), or the first
 /// argument when invoked under its own name (`cni-plugins bridge`); `install` and `list` are
-/// commands of the binary itself (see [`crate::multicall`]). With feature `exec`, the plugin's
-/// delegations to plugins of this binary run in-process (see [`crate::multicall`]).
+/// commands of the binary itself (see [`mod@crate::multicall`]). With feature `exec`, the plugin's
+/// delegations to plugins of this binary run in-process (see [`mod@crate::multicall`]).
 #[allow(clippy::exit)]
 pub fn multicall(binary: &str, entries: &[MulticallEntry]) -> ! {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
