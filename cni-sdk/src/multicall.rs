@@ -576,6 +576,57 @@ mod tests {
             assert_eq!(missing.to_string(), process.to_string());
         }
 
+        /// A plugin whose ADD panics and whose DEL succeeds.
+        struct Panics;
+
+        impl crate::Plugin for Panics {
+            type Config = ();
+            async fn add(&self, _cx: &crate::Context<()>) -> crate::Result<crate::CniResult> {
+                panic!("boom in add")
+            }
+            async fn del(&self, _cx: &crate::Context<()>) -> crate::Result<()> {
+                Ok(())
+            }
+            async fn check(&self, _cx: &crate::Context<()>) -> crate::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl crate::PluginEntry for Panics {
+            const NAME: &'static str = "panics";
+            fn options() -> crate::PluginOptions {
+                crate::PluginOptions::new("panics")
+            }
+            fn create() -> Self {
+                Self
+            }
+        }
+
+        #[test]
+        fn a_panicking_delegate_is_an_error_object_from_its_dispatcher() {
+            let mut req = request(Path::new("/nonexistent"), "panics", "ADD", "s");
+            for (k, v) in [("CNI_NETNS", "/nonexistent-netns"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/nonexistent")] {
+                req.env.insert(k.to_owned(), v.to_owned());
+            }
+            let run = |req: &ExecRequest| {
+                let (_cancel, cancel) = tokio::sync::oneshot::channel();
+                let call = InProcessRequest {
+                    env: req.env.clone(),
+                    stdin: req.stdin.clone(),
+                    services: crate::Services::unavailable(),
+                    cancel,
+                };
+                crate::__private::in_process::<Panics>(call)
+            };
+            let out = run(&req);
+            assert_eq!(out.code, Some(1));
+            let err = crate::exec::check_output("panics", &out).unwrap_err();
+            assert!(err.message().contains("plugin panicked during ADD"), "{err}");
+            req.env.insert("CNI_COMMAND".to_owned(), "DEL".to_owned());
+            let out = run(&req);
+            assert_eq!((out.code, out.stdout.as_slice()), (Some(0), &b""[..]));
+        }
+
         #[tokio::test]
         async fn in_process_run_times_out_like_a_process() {
             let (dir, exec) = layout();
