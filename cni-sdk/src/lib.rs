@@ -283,7 +283,11 @@ macro_rules! multicall {
         fn main() {
             $crate::__private::multicall(
                 $binary,
-                &[$((<$plugin as $crate::PluginEntry>::NAME, $crate::run::<$plugin> as fn() -> !)),+],
+                &[$($crate::__private::MulticallEntry {
+                    name: <$plugin as $crate::PluginEntry>::NAME,
+                    run: $crate::__private::run_with_services::<$plugin>,
+                    in_process: $crate::__private::in_process::<$plugin>,
+                }),+],
             )
         }
     };

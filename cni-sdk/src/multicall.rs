@@ -15,11 +15,38 @@
 //! renamed over the old one), so a runtime that executes a plugin while the installer runs sees
 //! the old file or the new one, never a partial one. Files of plugins the binary does not contain
 //! are left alone.
+//!
+//! # In-process delegation
+//!
+//! With feature `exec`, a plugin run by a multi-call binary delegates to the plugins compiled
+//! into the same binary without starting a process: when the executable found for the delegate's
+//! type in `CNI_PATH` (libcni's lookup, [`find_in_path`](crate::exec::find_in_path)) is the
+//! running executable itself (same device and inode as `/proc/self/exe`, through symlinks; a
+//! hardlink counts too) and the binary has a plugin of that name, the delegate runs in this
+//! process, on its own OS thread with its own current-thread tokio runtime, through the same
+//! dispatcher a process would run. It gets the same environment map and stdin bytes a child
+//! would get; its stdout, exit code and stderr go through the same checks as a child's
+//! ([`check_output`](crate::exec::check_output), the executor's stderr sink), and the request's
+//! timeout stops it at its next `.await` (reported as for a killed child). Its `tracing` events
+//! go to the subscriber this process has installed. Every other case (another file in
+//! `CNI_PATH`, a name this binary lacks, a failed lookup) executes the file as before.
+//!
+//! Setting [`NO_INPROC_ENV`] (`CNI_SDK_NO_INPROC=1`) in the environment of the multi-call binary
+//! turns this off: every delegate is then executed as a process. Debug logging
+//! (`CNI_LOG_LEVEL=debug`) says for each delegation which way it went.
+//!
+//! One difference remains: code of a delegate that reads the *process* environment
+//! (`std::env::var`) instead of its request's sees the caller's, and a delegate that kills its
+//! process kills the caller too.
 
 use std::ffi::OsString;
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+
+/// The environment variable that turns in-process delegation off (any value but empty or `0`):
+/// every delegate of a multi-call binary is then executed as a process.
+pub const NO_INPROC_ENV: &str = "CNI_SDK_NO_INPROC";
 
 /// How [`install`] lays out the plugins.
 #[derive(Debug, Clone, Default)]
@@ -111,6 +138,156 @@ fn copy_executable(from: &Path, to: &Path) -> io::Result<()> {
     io::copy(&mut src, &mut dst)?;
     dst.set_permissions(std::fs::Permissions::from_mode(0o755))?;
     dst.sync_all()
+}
+
+/// The device and inode of a file (through symlinks).
+#[cfg(feature = "exec")]
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// The executor of a plugin run by a multi-call binary: delegates to plugins of this binary
+/// in-process (see the [module docs](self)), everything else through [`ProcessExec`].
+///
+/// [`ProcessExec`]: crate::exec::ProcessExec
+#[cfg(feature = "exec")]
+#[derive(Clone, Debug)]
+pub(crate) struct MulticallExec {
+    process: crate::exec::ProcessExec,
+    entries: std::sync::Arc<[crate::__private::MulticallEntry]>,
+    /// Device and inode of the running executable (`None`: unknown, never in-process).
+    exe: Option<(u64, u64)>,
+    /// Off by [`NO_INPROC_ENV`].
+    enabled: bool,
+}
+
+/// Why a delegation runs as a process.
+#[cfg(feature = "exec")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExecReason {
+    /// [`NO_INPROC_ENV`] is set.
+    Disabled,
+    /// The binary has no plugin of that name.
+    NotCompiledIn,
+    /// The running executable could not be identified.
+    OwnExeUnknown,
+    /// The lookup in `CNI_PATH` failed (the process executor reports it).
+    NotFound,
+    /// `CNI_PATH` leads to another file.
+    OtherFile,
+}
+
+#[cfg(feature = "exec")]
+impl MulticallExec {
+    /// For the running multi-call binary: its plugins, its executable, and the opt-out from the
+    /// process environment.
+    pub(crate) fn from_process(entries: &[crate::__private::MulticallEntry]) -> Self {
+        let disabled = std::env::var_os(NO_INPROC_ENV).is_some_and(|v| !v.is_empty() && v != "0");
+        Self::new(entries, file_id(Path::new("/proc/self/exe")), !disabled)
+    }
+
+    pub(crate) fn new(entries: &[crate::__private::MulticallEntry], exe: Option<(u64, u64)>, enabled: bool) -> Self {
+        Self { process: crate::exec::ProcessExec::new(), entries: entries.into(), exe, enabled }
+    }
+
+    /// The in-process entry to serve `request` with, or why it runs as a process.
+    pub(crate) fn choose(
+        &self,
+        request: &crate::exec::ExecRequest,
+    ) -> Result<crate::__private::MulticallEntry, ExecReason> {
+        if !self.enabled {
+            return Err(ExecReason::Disabled);
+        }
+        let entry = self.entries.iter().find(|e| e.name == request.plugin_type).ok_or(ExecReason::NotCompiledIn)?;
+        let exe = self.exe.ok_or(ExecReason::OwnExeUnknown)?;
+        let path =
+            crate::exec::find_in_path(&request.plugin_type, &request.cni_path).map_err(|_| ExecReason::NotFound)?;
+        if file_id(&path) != Some(exe) {
+            return Err(ExecReason::OtherFile);
+        }
+        Ok(*entry)
+    }
+
+    /// Runs `entry` on its own thread, as the process would run.
+    async fn run_in_process(
+        &self,
+        entry: crate::__private::MulticallEntry,
+        request: crate::exec::ExecRequest,
+    ) -> crate::Result<crate::exec::RawOutput> {
+        use crate::exec::RawOutput;
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<RawOutput>();
+        let (cancel_tx, cancel_rx) = tokio::sync::oneshot::channel::<()>();
+        let call = crate::__private::InProcessRequest {
+            env: request.env.clone(),
+            stdin: request.stdin.clone(),
+            // Its own delegations go the same way.
+            services: crate::Services::system().with_exec(self.clone()),
+            cancel: cancel_rx,
+        };
+        let span = tracing::Span::current();
+        let run = entry.in_process;
+        let spawned = std::thread::Builder::new()
+            .name(format!("cni-{}", request.plugin_type))
+            // As much stack as a process's main thread gets.
+            .stack_size(8 << 20)
+            .spawn(move || {
+                let _entered = span.enter();
+                // The dispatcher turns a handler's panic into an error object; a panic before
+                // it (making the plugin value) ends the run as it ends a Rust process.
+                let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(call))).unwrap_or_else(|p| {
+                    let what = p
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic payload".to_owned());
+                    RawOutput {
+                        code: Some(101),
+                        stdout: Vec::new(),
+                        stderr: format!("panicked: {what}\n").into_bytes(),
+                    }
+                });
+                let _ = done_tx.send(out);
+            });
+        if let Err(e) = spawned {
+            let msg = format!("failed to run plugin {:?} in-process", request.plugin_type);
+            return Err(crate::Error::internal(msg).with_source(e));
+        }
+        let finished = tokio::time::timeout(request.timeout, done_rx).await;
+        // Dropping the sender stops a run still going (timeout) at its next `.await`; so does
+        // dropping this future.
+        drop(cancel_tx);
+        match finished {
+            Ok(Ok(out)) => {
+                let stderr = self.process.deliver_stderr(&request, &out.stderr);
+                Ok(RawOutput { stderr, ..out })
+            }
+            Ok(Err(_)) => Err(crate::Error::internal(format!(
+                "in-process plugin {:?} ended without an outcome",
+                request.plugin_type
+            ))),
+            Err(_) => Err(crate::Error::timeout(format!(
+                "plugin {:?} timed out after {:?} and was killed",
+                request.plugin_type, request.timeout
+            ))),
+        }
+    }
+}
+
+#[cfg(feature = "exec")]
+impl crate::exec::Exec for MulticallExec {
+    async fn exec(&self, request: crate::exec::ExecRequest) -> crate::Result<crate::exec::RawOutput> {
+        match self.choose(&request) {
+            Ok(entry) => {
+                tracing::debug!(plugin = %request.plugin_type, "delegate runs in-process (same executable)");
+                self.run_in_process(entry, request).await
+            }
+            Err(reason) => {
+                tracing::debug!(plugin = %request.plugin_type, ?reason, "delegate runs as a process");
+                crate::exec::Exec::exec(&self.process, request).await
+            }
+        }
+    }
 }
 
 /// What the multi-call binary was asked to do.
@@ -275,5 +452,189 @@ mod tests {
         let err =
             install("multi", &["a"], dir.path(), &InstallOptions { only: vec!["z".into()], ..Default::default() });
         assert!(err.unwrap_err().to_string().contains("no plugin \"z\""));
+    }
+
+    #[cfg(feature = "exec")]
+    mod in_process {
+        use std::collections::BTreeMap;
+        use std::os::unix::fs::PermissionsExt as _;
+        use std::time::Duration;
+
+        use super::super::*;
+        use crate::__private::{InProcessRequest, MulticallEntry};
+        use crate::exec::{Exec as _, ExecRequest, RawOutput};
+
+        /// What the script below does, in-process: stdin to `$SEEN`, then stdin back on stdout
+        /// for ADD, an error object and exit code 1 otherwise.
+        fn echo(request: InProcessRequest) -> RawOutput {
+            let seen = request.env.get("SEEN").cloned().unwrap_or_default();
+            std::fs::write(seen, &request.stdin).unwrap();
+            if request.env.get("CNI_COMMAND").map(String::as_str) == Some("ADD") {
+                RawOutput { code: Some(0), stdout: request.stdin, stderr: b"echo ran\n".to_vec() }
+            } else {
+                let stdout = br#"{"cniVersion":"1.0.0","code":7,"msg":"boom"}"#.to_vec();
+                RawOutput { code: Some(1), stdout, stderr: Vec::new() }
+            }
+        }
+
+        const SCRIPT: &str = "#!/bin/sh\ncat > \"$SEEN\"\nif [ \"$CNI_COMMAND\" = ADD ]; then cat \"$SEEN\"; echo echo ran >&2; exit 0; fi\nprintf '%s' '{\"cniVersion\":\"1.0.0\",\"code\":7,\"msg\":\"boom\"}'\nexit 1\n";
+
+        fn slow(_request: InProcessRequest) -> RawOutput {
+            std::thread::sleep(Duration::from_millis(300));
+            RawOutput { code: Some(0), ..RawOutput::default() }
+        }
+
+        fn entry(name: &'static str, in_process: fn(InProcessRequest) -> RawOutput) -> MulticallEntry {
+            fn never(_: crate::Services) -> ! {
+                unreachable!("the process entry is not run by these tests")
+            }
+            MulticallEntry { name, run: never, in_process }
+        }
+
+        /// `multi` (the "running executable", a script), `a` a symlink to it, `f` a symlink to
+        /// `a`, `b` a hardlink, `c` a copy, `d` a symlink to it under a name not compiled in.
+        fn layout() -> (tempfile::TempDir, MulticallExec) {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path();
+            std::fs::write(p.join("multi"), SCRIPT).unwrap();
+            std::fs::set_permissions(p.join("multi"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::os::unix::fs::symlink("multi", p.join("a")).unwrap();
+            std::os::unix::fs::symlink(p.join("a"), p.join("f")).unwrap();
+            std::fs::hard_link(p.join("multi"), p.join("b")).unwrap();
+            std::fs::copy(p.join("multi"), p.join("c")).unwrap();
+            std::os::unix::fs::symlink("multi", p.join("d")).unwrap();
+            let entries: Vec<MulticallEntry> =
+                ["a", "b", "c", "e", "f"].into_iter().map(|n| entry(n, echo)).chain([entry("slow", slow)]).collect();
+            std::os::unix::fs::symlink("multi", p.join("slow")).unwrap();
+            let exec = MulticallExec::new(&entries, file_id(&p.join("multi")), true);
+            (dir, exec)
+        }
+
+        fn request(dir: &Path, plugin: &str, verb: &str, seen: &str) -> ExecRequest {
+            let env: BTreeMap<String, String> = [
+                ("CNI_COMMAND", verb),
+                ("CNI_CONTAINERID", "c1"),
+                ("SEEN", &dir.join(seen).display().to_string()),
+                ("PATH", "/usr/bin:/bin"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+            ExecRequest {
+                plugin_type: plugin.to_owned(),
+                cni_path: vec![PathBuf::from("/nonexistent-cni-path"), dir.to_path_buf()],
+                env,
+                stdin: br#"{"cniVersion":"1.0.0","name":"n","type":"x"}"#.to_vec(),
+                timeout: Duration::from_secs(20),
+            }
+        }
+
+        #[test]
+        fn same_file_decision_follows_symlinks_and_hardlinks_only() {
+            let (dir, exec) = layout();
+            let d = dir.path();
+            let name = |r: Result<MulticallEntry, ExecReason>| r.map(|e| e.name);
+            assert_eq!(name(exec.choose(&request(d, "a", "ADD", "s"))), Ok("a"), "symlink");
+            assert_eq!(name(exec.choose(&request(d, "f", "ADD", "s"))), Ok("f"), "symlink to a symlink");
+            assert_eq!(name(exec.choose(&request(d, "b", "ADD", "s"))), Ok("b"), "hardlink");
+            assert_eq!(name(exec.choose(&request(d, "c", "ADD", "s"))), Err(ExecReason::OtherFile), "copy");
+            assert_eq!(name(exec.choose(&request(d, "d", "ADD", "s"))), Err(ExecReason::NotCompiledIn));
+            assert_eq!(name(exec.choose(&request(d, "e", "ADD", "s"))), Err(ExecReason::NotFound));
+            let entries: Vec<MulticallEntry> = exec.entries.to_vec();
+            let off = MulticallExec::new(&entries, exec.exe, false);
+            assert_eq!(name(off.choose(&request(d, "a", "ADD", "s"))), Err(ExecReason::Disabled));
+            let unknown = MulticallExec::new(&entries, None, true);
+            assert_eq!(name(unknown.choose(&request(d, "a", "ADD", "s"))), Err(ExecReason::OwnExeUnknown));
+            // The real executable: this test binary is not `multi`.
+            let real = MulticallExec::from_process(&entries);
+            assert_eq!(name(real.choose(&request(d, "a", "ADD", "s"))), Err(ExecReason::OtherFile));
+        }
+
+        #[tokio::test]
+        async fn in_process_and_exec_give_the_same_outcome() {
+            let (dir, exec) = layout();
+            let d = dir.path();
+            for verb in ["ADD", "DEL"] {
+                // `a` runs `echo` in-process; `c` executes the script.
+                let inproc = exec.exec(request(d, "a", verb, "seen-a")).await.unwrap();
+                let child = exec.exec(request(d, "c", verb, "seen-c")).await.unwrap();
+                assert_eq!(inproc, child, "{verb}");
+                assert_eq!(std::fs::read(d.join("seen-a")).unwrap(), std::fs::read(d.join("seen-c")).unwrap());
+                let parsed = |out: &RawOutput| {
+                    crate::exec::check_output("x", out)
+                        .and_then(|o| crate::exec::parse_result(&o, "1.0.0"))
+                        .map_err(|e| (e.code(), e.message().to_owned()))
+                };
+                assert_eq!(parsed(&inproc), parsed(&child), "{verb}");
+                if verb == "DEL" {
+                    assert_eq!(parsed(&inproc).unwrap_err().1, "boom");
+                }
+            }
+            // A lookup failure is the process executor's error, word for word.
+            let missing = exec.exec(request(d, "e", "ADD", "s")).await.unwrap_err();
+            let process = crate::exec::ProcessExec::new().exec(request(d, "e", "ADD", "s")).await.unwrap_err();
+            assert_eq!(missing.to_string(), process.to_string());
+        }
+
+        /// A plugin whose ADD panics and whose DEL succeeds.
+        struct Panics;
+
+        impl crate::Plugin for Panics {
+            type Config = ();
+            async fn add(&self, _cx: &crate::Context<()>) -> crate::Result<crate::CniResult> {
+                panic!("boom in add")
+            }
+            async fn del(&self, _cx: &crate::Context<()>) -> crate::Result<()> {
+                Ok(())
+            }
+            async fn check(&self, _cx: &crate::Context<()>) -> crate::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl crate::PluginEntry for Panics {
+            const NAME: &'static str = "panics";
+            fn options() -> crate::PluginOptions {
+                crate::PluginOptions::new("panics")
+            }
+            fn create() -> Self {
+                Self
+            }
+        }
+
+        #[test]
+        fn a_panicking_delegate_is_an_error_object_from_its_dispatcher() {
+            let mut req = request(Path::new("/nonexistent"), "panics", "ADD", "s");
+            for (k, v) in [("CNI_NETNS", "/nonexistent-netns"), ("CNI_IFNAME", "eth0"), ("CNI_PATH", "/nonexistent")] {
+                req.env.insert(k.to_owned(), v.to_owned());
+            }
+            let run = |req: &ExecRequest| {
+                let (_cancel, cancel) = tokio::sync::oneshot::channel();
+                let call = InProcessRequest {
+                    env: req.env.clone(),
+                    stdin: req.stdin.clone(),
+                    services: crate::Services::unavailable(),
+                    cancel,
+                };
+                crate::__private::in_process::<Panics>(call)
+            };
+            let out = run(&req);
+            assert_eq!(out.code, Some(1));
+            let err = crate::exec::check_output("panics", &out).unwrap_err();
+            assert!(err.message().contains("plugin panicked during ADD"), "{err}");
+            req.env.insert("CNI_COMMAND".to_owned(), "DEL".to_owned());
+            let out = run(&req);
+            assert_eq!((out.code, out.stdout.as_slice()), (Some(0), &b""[..]));
+        }
+
+        #[tokio::test]
+        async fn in_process_run_times_out_like_a_process() {
+            let (dir, exec) = layout();
+            let mut req = request(dir.path(), "slow", "ADD", "s");
+            req.timeout = Duration::from_millis(30);
+            let err = exec.exec(req).await.unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Timeout);
+            assert!(err.to_string().contains("timed out"), "{err}");
+        }
     }
 }

@@ -194,6 +194,20 @@ impl ProcessExec {
     }
 }
 
+impl ProcessExec {
+    /// Gives the whole stderr of a run that did not happen in a child process (a multi-call
+    /// binary's in-process delegation) to this executor's sink, as if the child had written it;
+    /// returns what a process run keeps for error reports (the first 64 KiB).
+    pub(crate) fn deliver_stderr(&self, request: &ExecRequest, stderr: &[u8]) -> Vec<u8> {
+        let mut lines = LineSink { mode: &self.stderr, request, partial: Vec::new() };
+        if !stderr.is_empty() {
+            lines.feed(stderr);
+        }
+        lines.finish();
+        stderr[..stderr.len().min(STDERR_KEEP)].to_vec()
+    }
+}
+
 impl Exec for ProcessExec {
     async fn exec(&self, request: ExecRequest) -> crate::Result<RawOutput> {
         let path = find_in_path(&request.plugin_type, &request.cni_path)?;
