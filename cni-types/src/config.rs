@@ -259,8 +259,12 @@ pub struct RuntimeConfig {
 }
 
 /// One port mapping (`portMappings` capability).
+///
+/// Keys match as Go's `encoding/json` matches them: exactly or, failing that, case-insensitively,
+/// so the `{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}` that
+/// containerd's go-cni sends (its struct has no JSON tags) reads like the conventional keys.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "GoObject")]
 pub struct PortMapping {
     /// Host port.
     pub host_port: u16,
@@ -275,8 +279,11 @@ pub struct PortMapping {
 }
 
 /// One address range (`ipRanges` capability, host-local `ranges`).
+///
+/// Keys match case-insensitively as in Go (go-cni sends `Subnet`, `RangeStart`, ...), and an
+/// empty string for an address leaves it unset, as Go's `net.IP` reads it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "GoObject")]
 pub struct IpRange {
     /// The subnet.
     pub subnet: IpNet,
@@ -291,9 +298,10 @@ pub struct IpRange {
     pub gateway: Option<IpAddr>,
 }
 
-/// The `bandwidth` capability, in bits per second and bits.
+/// The `bandwidth` capability, in bits per second and bits. Keys match case-insensitively as
+/// in Go (go-cni sends `IngressRate`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", try_from = "GoObject")]
 pub struct Bandwidth {
     /// Ingress rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -309,8 +317,9 @@ pub struct Bandwidth {
     pub egress_burst: Option<u64>,
 }
 
-/// The `dns` capability.
+/// The `dns` capability. Keys match case-insensitively as in Go (go-cni sends `Servers`, ...).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "GoObject")]
 pub struct RuntimeDns {
     /// Name servers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -323,10 +332,138 @@ pub struct RuntimeDns {
     pub options: Vec<String>,
 }
 
+/// A JSON object as Go's `encoding/json` would decode it into a struct: the input of the
+/// capability structs' `try_from`.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct GoObject(Map<String, Value>);
+
+impl GoObject {
+    /// Renames keys that match one of `fields` only case-insensitively to that field (an exact
+    /// key wins over a folded one, as in Go), drops `null` values (Go leaves the field as it
+    /// was) and, for the fields in `empty_is_unset`, empty strings (Go's `net.IP` reads `""`
+    /// as no address).
+    fn fold(self, fields: &[&str], empty_is_unset: &[&str]) -> Map<String, Value> {
+        let mut out = Map::new();
+        let mut exact = std::collections::BTreeSet::new();
+        for (key, value) in self.0 {
+            let field = match fields.iter().find(|f| **f == key) {
+                Some(f) => {
+                    exact.insert(*f);
+                    (*f).to_owned()
+                }
+                None => match fields.iter().find(|f| go_fold_eq(&key, f)) {
+                    // A later exact key replaces this; an earlier exact key is kept.
+                    Some(f) if exact.contains(f) => continue,
+                    Some(f) => (*f).to_owned(),
+                    None => key,
+                },
+            };
+            if value.is_null() || (empty_is_unset.contains(&field.as_str()) && value.as_str() == Some("")) {
+                out.remove(&field);
+                continue;
+            }
+            out.insert(field, value);
+        }
+        out
+    }
+}
+
+/// Go's key matching: equal under simple case folding (`K` also matches the Kelvin sign, `S`
+/// the long s, as `bytes.EqualFold`).
+fn go_fold_eq(key: &str, field: &str) -> bool {
+    fn fold(c: char) -> char {
+        match c {
+            '\u{212A}' => 'k',
+            '\u{017F}' => 's',
+            c => c.to_lowercase().next().unwrap_or(c),
+        }
+    }
+    key.chars().map(fold).eq(field.chars().map(fold))
+}
+
+macro_rules! go_keys {
+    ($ty:ident, $exact:ident { $($field:ident : $fty:ty = $key:literal $(, $attr:meta)?;)* }, empty_is_unset: [$($empty:literal),*]) => {
+        #[derive(Deserialize)]
+        struct $exact {
+            $( $(#[$attr])? #[serde(rename = $key)] $field: $fty, )*
+        }
+        impl TryFrom<GoObject> for $ty {
+            type Error = serde_json::Error;
+            fn try_from(obj: GoObject) -> Result<Self, Self::Error> {
+                let map = obj.fold(&[$($key),*], &[$($empty),*]);
+                let e: $exact = serde_json::from_value(Value::Object(map))?;
+                Ok(Self { $($field: e.$field),* })
+            }
+        }
+    };
+}
+
+go_keys!(PortMapping, PortMappingExact {
+    host_port: u16 = "hostPort";
+    container_port: u16 = "containerPort";
+    protocol: String = "protocol", serde(default);
+    host_ip: Option<String> = "hostIP", serde(default);
+}, empty_is_unset: []);
+
+go_keys!(IpRange, IpRangeExact {
+    subnet: IpNet = "subnet";
+    range_start: Option<IpAddr> = "rangeStart", serde(default);
+    range_end: Option<IpAddr> = "rangeEnd", serde(default);
+    gateway: Option<IpAddr> = "gateway", serde(default);
+}, empty_is_unset: ["rangeStart", "rangeEnd", "gateway"]);
+
+go_keys!(Bandwidth, BandwidthExact {
+    ingress_rate: Option<u64> = "ingressRate", serde(default);
+    ingress_burst: Option<u64> = "ingressBurst", serde(default);
+    egress_rate: Option<u64> = "egressRate", serde(default);
+    egress_burst: Option<u64> = "egressBurst", serde(default);
+}, empty_is_unset: []);
+
+go_keys!(RuntimeDns, RuntimeDnsExact {
+    servers: Vec<String> = "servers", serde(default);
+    searches: Vec<String> = "searches", serde(default);
+    options: Vec<String> = "options", serde(default);
+}, empty_is_unset: []);
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn capabilities_from_go_cni_match_keys_as_go_does() {
+        // What containerd's go-cni sends: Go field names, empty strings for unset fields.
+        let rc: RuntimeConfig = serde_json::from_value(json!({
+            "portMappings": [{"HostPort": 8080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
+            "ipRanges": [[{"Subnet": "10.250.0.0/24", "RangeStart": "", "RangeEnd": "10.250.0.9", "Gateway": ""}]],
+            "bandwidth": {"IngressRate": 1000, "IngressBurst": 0, "EgressRate": 2000, "EgressBurst": 0},
+            "dns": {"Servers": ["10.250.0.1"], "Searches": [], "Options": null}
+        }))
+        .unwrap();
+        let pm = &rc.port_mappings.as_ref().unwrap()[0];
+        assert_eq!((pm.host_port, pm.container_port, pm.protocol.as_str()), (8080, 80, "tcp"));
+        assert_eq!(pm.host_ip.as_deref(), Some(""));
+        let r = &rc.ip_ranges.as_ref().unwrap()[0][0];
+        assert_eq!(r.subnet.to_string(), "10.250.0.0/24");
+        assert_eq!((r.range_start, r.gateway), (None, None));
+        assert_eq!(r.range_end, Some("10.250.0.9".parse().unwrap()));
+        let bw = rc.bandwidth.as_ref().unwrap();
+        assert_eq!((bw.ingress_rate, bw.egress_rate, bw.egress_burst), (Some(1000), Some(2000), Some(0)));
+        assert_eq!(rc.dns.as_ref().unwrap().servers, vec!["10.250.0.1"]);
+        // An exact key wins over a folded one wherever it appears; conventional keys round-trip.
+        let pm: PortMapping =
+            serde_json::from_value(json!({"hostPort": 1, "HOSTPORT": 2, "containerPort": 3})).unwrap();
+        assert_eq!(pm.host_port, 1);
+        let pm: PortMapping =
+            serde_json::from_value(json!({"HOSTPORT": 2, "hostPort": 1, "containerPort": 3})).unwrap();
+        assert_eq!(pm.host_port, 1);
+        let back: PortMapping = serde_json::from_value(serde_json::to_value(&pm).unwrap()).unwrap();
+        assert_eq!(back, pm);
+        // Type errors stay errors.
+        assert!(serde_json::from_value::<PortMapping>(json!({"HostPort": "x", "ContainerPort": 1})).is_err());
+        assert!(serde_json::from_value::<IpRange>(json!({"Subnet": ""})).is_err());
+    }
 
     #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase")]
