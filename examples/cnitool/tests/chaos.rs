@@ -3,8 +3,10 @@
 //! a fresh network namespace, through this `cnitool` and (when it is built) a second network
 //! through Go's libcni front end (`libcni-cnitool`), both running this workspace's plugins.
 //! About a third of the ADDs are SIGKILLed, with the whole process group (the front end and the
-//! plugin it is running), 0–40 ms after they start, so the kills land at random points inside
-//! the chain. Then every pod is DELeted twice through the front end that added it, and the
+//! plugin it is running), at a random time after they start — within 40 ms in the first round,
+//! then within the 90th percentile of the ADD times measured so far (or within `CHAOS_KILL_MS`
+//! milliseconds), so the kills land at random points inside the chain however fast the machine
+//! is. Each round prints how far its killed ADDs got (the deepest step whose object they left). Then every pod is DELeted twice through the front end that added it, and the
 //! network is garbage-collected with an empty keep list (`cnitool gc <net>`; Go's libcni 1.1
 //! has no GC, so the libcni network is collected by this `cnitool` from the same cache
 //! directory, which holds libcni's own cache entries).
@@ -272,6 +274,39 @@ impl ChaosNet {
     }
 }
 
+impl ChaosNet {
+    /// The deepest step of the chain whose object a killed ADD of `pod` left behind (before
+    /// any DEL), from the iptables listings `nat` and `filter`.
+    fn kill_stage(&self, pod: &Pod, nat: &[String], filter: &[String]) -> &'static str {
+        let lease_dir = self.data.path().join("ipam").join(&self.name);
+        let ip = std::fs::read_dir(&lease_dir).into_iter().flatten().filter_map(Result::ok).find_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let owner = std::fs::read_to_string(e.path()).unwrap_or_default();
+            (name.parse::<IpAddr>().is_ok() && owner.lines().next() == Some(pod.id.as_str())).then_some(name)
+        });
+        let has_chain = |chain: &str| nat.iter().any(|l| l == &format!("-N {chain}"));
+        let reached = [
+            ip.is_some() || pod.netns.as_ref().is_some_and(|ns| ns.link_names().iter().any(|n| n != "lo")),
+            has_chain(&pod_chains(&self.name, &pod.id)[1]),
+            std::fs::read_dir(self.data.path().join("tuning"))
+                .into_iter()
+                .flatten()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with(&format!("{}_", pod.id))),
+            link_exists(&pod_ifb(&self.name, &pod.id)),
+            ip.as_ref().is_some_and(|ip| {
+                let host = format!("{ip}/32");
+                filter.iter().any(|l| l.starts_with("-A CNI-FORWARD") && iptables_args(l).contains(&host))
+            }),
+            self.cache.path().join("results").join(format!("{}-{}-eth0", self.name, pod.id)).is_file(),
+        ];
+        reached.iter().rposition(|r| *r).map_or("nothing", |i| STAGES[i])
+    }
+}
+
+/// The steps of an ADD, in order, for [`ChaosNet::kill_stage`].
+const STAGES: [&str; 6] = ["bridge", "portmap", "tuning", "bandwidth", "firewall", "cached"];
+
 impl Drop for ChaosNet {
     fn drop(&mut self) {
         // The plugins' own cleanup of the whole network first, then whatever they left.
@@ -324,6 +359,12 @@ struct RoundReport {
     pods: usize,
     /// ADDs that died of the SIGKILL (a planned kill that came after the ADD ended is not one).
     kills: usize,
+    /// The kills of the round landed this long after the start at most.
+    kill_window: Duration,
+    /// How far each killed ADD got (the deepest [`STAGES`] entry whose object it left).
+    kill_stages: std::collections::BTreeMap<&'static str, usize>,
+    /// The durations of the ADDs that were not killed.
+    add_times: Vec<Duration>,
     add_failures: Vec<String>,
     del_failures: Vec<String>,
     gc_failures: Vec<String>,
@@ -357,6 +398,10 @@ struct Settings {
     pods: usize,
     rounds: usize,
     seed: u64,
+    /// Kills land 0..=this many milliseconds after the ADD starts (`CHAOS_KILL_MS`); `None`:
+    /// 40 ms in the first round, then the 90th percentile of the unkilled ADDs so far, so that
+    /// the kills spread over the whole chain however fast the machine is.
+    kill_window_ms: Option<u64>,
 }
 
 fn env_number(key: &str, default: u64) -> u64 {
@@ -373,7 +418,8 @@ impl Settings {
         assert!((1..=90).contains(&pods), "CHAOS_PODS must be 1..=90 (a /24 and 100 host ports per network)");
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         let seed = env_number("CHAOS_SEED", u64::try_from(now.as_nanos() % u128::from(u64::MAX)).unwrap());
-        Self { pods, rounds, seed }
+        let kill_window_ms = std::env::var_os("CHAOS_KILL_MS").map(|_| env_number("CHAOS_KILL_MS", 40));
+        Self { pods, rounds, seed, kill_window_ms }
     }
 }
 
@@ -400,7 +446,8 @@ fn libcni_front_end() -> Option<PathBuf> {
 }
 
 /// Runs one ADD in its own process group, SIGKILLing the group after `kill_after`.
-fn add_with_chaos(mut cmd: Command, kill_after: Option<Duration>) -> Output {
+fn add_with_chaos(mut cmd: Command, kill_after: Option<Duration>) -> (Output, Duration) {
+    let start = std::time::Instant::now();
     cmd.process_group(0);
     let child = cmd.spawn().expect("spawn the front end");
     if let Some(delay) = kill_after {
@@ -409,7 +456,13 @@ fn add_with_chaos(mut cmd: Command, kill_after: Option<Duration>) -> Output {
         // The group exists until the child is reaped below, even when it has exited already.
         let _ = killpg(pgid, Signal::SIGKILL);
     }
-    child.wait_with_output().expect("wait for the front end")
+    let out = child.wait_with_output().expect("wait for the front end");
+    (out, start.elapsed())
+}
+
+/// The `q`th percentile of the sorted `times` (zero when there are none).
+fn percentile(times: &[Duration], q: usize) -> Duration {
+    times.get((times.len() * q / 100).min(times.len().saturating_sub(1))).copied().unwrap_or_default()
 }
 
 /// The address (without prefix length) of an ADD result.
@@ -419,14 +472,20 @@ fn result_address(out: &Output) -> Option<String> {
     Some(a.split('/').next()?.to_owned())
 }
 
-fn one_round(nets: &[ChaosNet], round: usize, settings: &Settings, rng: &mut StdRng) -> RoundReport {
+fn one_round(
+    nets: &[ChaosNet],
+    round: usize,
+    kill_window: Duration,
+    settings: &Settings,
+    rng: &mut StdRng,
+) -> RoundReport {
     let mut pods: Vec<Pod> = Vec::new();
     for (n, net) in nets.iter().enumerate() {
         for i in 0..settings.pods {
             let netns = Netns::new("ch9");
             let id = format!("ch9-r{round}-p{i}");
             net.ids.lock().unwrap().push(id.clone());
-            let kill_after = rng.random_bool(1.0 / 3.0).then(|| Duration::from_millis(rng.random_range(0..=40)));
+            let kill_after = rng.random_bool(1.0 / 3.0).then(|| kill_window.mul_f64(rng.random_range(0.0..=1.0)));
             pods.push(Pod {
                 net: n,
                 id,
@@ -437,20 +496,26 @@ fn one_round(nets: &[ChaosNet], round: usize, settings: &Settings, rng: &mut Std
             });
         }
     }
-    let mut report = RoundReport { pods: pods.len(), ..RoundReport::default() };
+    let mut report = RoundReport { pods: pods.len(), kill_window, ..RoundReport::default() };
     let who = |p: &Pod| format!("{} {} ({})", nets[p.net].front, p.id, nets[p.net].name);
 
     // ADD everything at once.
-    let adds: Vec<Output> = std::thread::scope(|s| {
+    let adds: Vec<(Output, Duration)> = std::thread::scope(|s| {
         let handles: Vec<_> =
             pods.iter().map(|p| s.spawn(|| add_with_chaos(nets[p.net].pod_cmd("add", p), p.kill_after))).collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let mut held = Vec::new();
-    for (p, out) in pods.iter().zip(&adds) {
+    let nat = iptables_rules("nat");
+    let filter = iptables_rules("filter");
+    for (p, (out, took)) in pods.iter().zip(&adds) {
         if out.status.signal() == Some(Signal::SIGKILL as i32) {
             report.kills += 1;
-        } else if !out.status.success() {
+            *report.kill_stages.entry(nets[p.net].kill_stage(p, &nat, &filter)).or_default() += 1;
+            continue;
+        }
+        report.add_times.push(*took);
+        if !out.status.success() {
             report.add_failures.push(format!("{}: {}", who(p), text(out)));
         } else {
             match result_address(out) {
@@ -468,7 +533,7 @@ fn one_round(nets: &[ChaosNet], round: usize, settings: &Settings, rng: &mut Std
         let up: Vec<String> = pods
             .iter()
             .zip(&adds)
-            .filter(|(p, out)| p.net == n && out.status.success())
+            .filter(|(p, (out, _))| p.net == n && out.status.success())
             .map(|(p, _)| p.id.clone())
             .collect();
         if up.is_empty() {
@@ -558,13 +623,23 @@ fn run(label: &str, plugins: &Path, version: &str, octets: [u8; 2], tags: [&str;
     );
     let mut rng = StdRng::seed_from_u64(settings.seed);
     let mut reports = Vec::new();
+    let mut times: Vec<Duration> = Vec::new();
     for round in 0..settings.rounds {
-        let r = one_round(&nets, round, &settings, &mut rng);
+        let kill_window = match settings.kill_window_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None if times.is_empty() => Duration::from_millis(40),
+            None => percentile(&times, 90),
+        };
+        let r = one_round(&nets, round, kill_window, &settings, &mut rng);
+        times.extend(&r.add_times);
+        times.sort();
         eprintln!(
-            "chaos[{label}] round {round}: pods {}, kills {}, ADD failures {}, DEL failures {}, GC failures {}, \
+            "chaos[{label}] round {round}: pods {}, kills {} (window {:?}, deepest step left {:?}), ADD failures {}, DEL failures {}, GC failures {}, \
              duplicate addresses {}, left after DEL {}, leaks after DEL+GC {}",
             r.pods,
             r.kills,
+            r.kill_window,
+            r.kill_stages,
             r.add_failures.len(),
             r.del_failures.len(),
             r.gc_failures.len(),
@@ -575,6 +650,16 @@ fn run(label: &str, plugins: &Path, version: &str, octets: [u8; 2], tags: [&str;
         reports.push(r);
     }
     let total = |f: fn(&RoundReport) -> usize| reports.iter().map(f).sum::<usize>();
+    let mut stages: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (stage, n) in reports.iter().flat_map(|r| &r.kill_stages) {
+        *stages.entry(stage).or_default() += n;
+    }
+    eprintln!(
+        "chaos[{label}] kills by the deepest step they left state of: {stages:?}; unkilled ADD time p10 {:?}, p50 {:?}, p90 {:?}",
+        percentile(&times, 10),
+        percentile(&times, 50),
+        percentile(&times, 90)
+    );
     eprintln!(
         "chaos[{label}] total: {} rounds × {} pods, kills {}, ADD failures {}, DEL failures {}, GC failures {}, \
          duplicate addresses {}, left after DEL {}, leaks after DEL+GC {} (seed {})",
