@@ -662,7 +662,8 @@ fn run(label: &str, plugins: &Path, version: &str, octets: [u8; 2], tags: [&str;
     );
     eprintln!(
         "chaos[{label}] total: {} rounds × {} pods, kills {}, ADD failures {}, DEL failures {}, GC failures {}, \
-         duplicate addresses {}, left after DEL {}, leaks after DEL+GC {} (seed {})",
+         duplicate addresses {}, left after DEL {}, leaks after DEL+GC {} (distinct objects {}; a leftover \
+         is counted again in every later round) (seed {})",
         reports.len(),
         reports.first().map_or(0, |r| r.pods),
         total(|r| r.kills),
@@ -672,6 +673,7 @@ fn run(label: &str, plugins: &Path, version: &str, octets: [u8; 2], tags: [&str;
         total(|r| r.duplicates.len()),
         total(|r| r.left_after_del.len()),
         total(|r| r.leaks.len()),
+        reports.iter().flat_map(|r| &r.leaks).collect::<std::collections::BTreeSet<_>>().len(),
         settings.seed
     );
     reports
