@@ -138,7 +138,9 @@ impl AttachmentRecords {
             .map_err(|e| Error::internal(format!("failed to decode the record {}: {e}", path.display())))
     }
 
-    /// Removes the attachment's record; a missing one is not an error.
+    /// Removes the attachment's record and the temporary files of its interrupted saves (a
+    /// plugin killed between writing and renaming leaves one, which would otherwise outlive the
+    /// attachment); a missing record is not an error.
     pub fn remove(&self, network: &str, container_id: &str, ifname: &str) -> Result<()> {
         let path = self.path(network, container_id, ifname)?;
         match std::fs::remove_file(&path) {
@@ -146,8 +148,19 @@ impl AttachmentRecords {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_error("remove", &path, &e)),
         }
-        // The container's directory goes with its last record (fails harmlessly otherwise).
         if let Some(parent) = path.parent() {
+            let prefix = format!(".{ifname}.tmp-");
+            for tmp in read_dir(parent).unwrap_or_default() {
+                let ours = tmp
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_prefix(&prefix))
+                    .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+                if ours {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+            }
+            // The container's directory goes with its last record (fails harmlessly otherwise).
             let _ = std::fs::remove_dir(parent);
         }
         Ok(())
@@ -248,6 +261,30 @@ mod tests {
         r.remove("n", "c", "net1").unwrap();
         assert!(!dir.path().join("sub/n/c").exists());
         assert_eq!(r.networks().unwrap(), ["n"]);
+    }
+
+    #[test]
+    fn remove_takes_the_temporaries_of_interrupted_saves_of_that_attachment_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = AttachmentRecords::new(dir.path());
+        let c = dir.path().join("n/c");
+        // A save killed before its rename: only the temporary exists.
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join(".eth0.tmp-4242"), b"{}").unwrap();
+        r.remove("n", "c", "eth0").unwrap();
+        assert!(!c.exists(), "the temporary and then the empty directory are gone");
+
+        // Another attachment's record and temporaries stay.
+        r.save("n", "c", "eth0", &1u8).unwrap();
+        r.save("n", "c", "eth0x", &2u8).unwrap();
+        for t in [".eth0.tmp-1", ".eth0.tmp-2", ".eth0x.tmp-3", ".eth0.tmp-4.tmp-5"] {
+            std::fs::write(c.join(t), b"partial").unwrap();
+        }
+        r.remove("n", "c", "eth0").unwrap();
+        let mut left: Vec<_> = std::fs::read_dir(&c).unwrap().map(|e| e.unwrap().file_name()).collect();
+        left.sort();
+        assert_eq!(left, [".eth0.tmp-4.tmp-5", ".eth0x.tmp-3", "eth0x"]);
+        assert_eq!(r.load::<u8>("n", "c", "eth0x").unwrap(), Some(2));
     }
 
     #[test]

@@ -10,106 +10,14 @@
 //! test created (a plugin GC of the whole network, then a sweep of the iptables rules, nftables
 //! rules, links and files that name this network or its subnet) even when an assertion fails.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use cni_test_support::{Netns, plugin_bin};
+use cni_test_support::Netns;
+use common::{BIN, iptables_args, iptables_rules, jump_target, link_exists, nft_masq_rules, plugin_dir, text};
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_cnitool");
-const FORWARDING: &str = "/proc/sys/net/ipv4/ip_forward";
-/// The host's IPv4 forwarding before the first test touched it (gateway bridges turn it on).
-static ORIGINAL_FORWARDING: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-/// The chains several attachments share, never deleted by the cleanup sweep.
-const SHARED_CHAINS: [&str; 8] = [
-    "POSTROUTING",
-    "PREROUTING",
-    "OUTPUT",
-    "FORWARD",
-    "CNI-HOSTPORT-DNAT",
-    "CNI-HOSTPORT-SETMARK",
-    "CNI-HOSTPORT-MASQ",
-    "CNI-FORWARD",
-];
-/// nftables' masquerading table and chain of the ipMasq nftables backend (Go's layout).
-const NFT_MASQ: [&str; 3] = ["inet", "cni_plugins_masquerade", "masq_checks"];
-
-/// The directory of this workspace's plugin binaries (or of the multi-call links that
-/// `CNI_TEST_PLUGIN_DIR` redirects them to), for `CNI_PATH`.
-fn plugin_dir() -> PathBuf {
-    let ours = Path::new(BIN).parent().expect("cnitool lives in a target directory");
-    let bridge = plugin_bin(ours.join("bridge"));
-    let dir = bridge.parent().expect("plugin directory").to_owned();
-    for p in ["bridge", "host-local", "portmap", "tuning", "bandwidth", "firewall"] {
-        assert!(
-            dir.join(p).exists(),
-            "{} missing: build the plugins first (cargo build -p bridge -p host-local -p portmap -p tuning -p bandwidth -p firewall)",
-            dir.join(p).display()
-        );
-    }
-    dir
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn stdout_of(prog: &str, args: &[&str]) -> String {
-    let o = Command::new(prog).args(args).stderr(Stdio::null()).output().expect("run a host tool");
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// `iptables -w -t <table> -S`.
-fn iptables_rules(table: &str) -> Vec<String> {
-    stdout_of("iptables", &["-w", "-t", table, "-S"]).lines().map(str::to_owned).collect()
-}
-
-/// Splits one line of `iptables -S` into arguments (double quotes, backslash escapes inside).
-fn iptables_args(line: &str) -> Vec<String> {
-    let (mut args, mut cur, mut quoted, mut escaped, mut any) = (Vec::new(), String::new(), false, false, false);
-    for ch in line.chars() {
-        if escaped {
-            cur.push(ch);
-            escaped = false;
-        } else if quoted && ch == '\\' {
-            escaped = true;
-        } else if ch == '"' {
-            quoted = !quoted;
-            any = true;
-        } else if ch.is_whitespace() && !quoted {
-            if any || !cur.is_empty() {
-                args.push(std::mem::take(&mut cur));
-            }
-            any = false;
-        } else {
-            cur.push(ch);
-        }
-    }
-    if any || !cur.is_empty() {
-        args.push(cur);
-    }
-    args
-}
-
-/// The `-j` target of an `iptables -S` rule.
-fn jump_target(args: &[String]) -> Option<&str> {
-    args.windows(2).find(|w| w[0] == "-j").map(|w| w[1].as_str())
-}
-
-/// The rules of `masq_checks` in the nftables masquerading table (empty when it does not exist).
-fn nft_masq_rules() -> Vec<String> {
-    stdout_of("nft", &["-a", "list", "chain", NFT_MASQ[0], NFT_MASQ[1], NFT_MASQ[2]])
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.contains("masquerade") && l.contains("# handle"))
-        .map(str::to_owned)
-        .collect()
-}
 
 /// One container of a test: its ID, namespace and what ADD gave it.
 struct Ctr {
@@ -154,9 +62,7 @@ impl Net {
             data: tempfile::tempdir().unwrap(),
             plugins: plugin_dir(),
             ifbs: std::cell::RefCell::new(Vec::new()),
-            forwarding: ORIGINAL_FORWARDING
-                .get_or_init(|| std::fs::read_to_string(FORWARDING).unwrap_or_default())
-                .clone(),
+            forwarding: common::original_forwarding(),
         };
         let mut bridge_conf = json!({
             "type": "bridge", "bridge": net.bridge, "isGateway": true, "ipMasq": true,
@@ -309,14 +215,7 @@ impl Net {
         out.push(("firewall record", record("firewall"), 1));
 
         // bandwidth: the ifb device and its record.
-        let ifb = ctr.ifb.as_deref().is_some_and(|n| {
-            Command::new("ip")
-                .args(["link", "show", "dev", n])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-        });
+        let ifb = ctr.ifb.as_deref().is_some_and(link_exists);
         out.push(("bandwidth ifb device", usize::from(ifb), 1));
         out.push(("bandwidth record", record("bandwidth"), 1));
 
@@ -354,60 +253,20 @@ impl Net {
         let nft: Vec<_> = nft_masq_rules().into_iter().filter(|l| l.contains(&self.prefix)).collect();
         format!("nat: {nat:#?}\nfilter: {filter:#?}\nnft masq_checks: {nft:#?}")
     }
-
-    /// Removes every iptables rule of `table` that names this network or its subnet, and the
-    /// per-container chains those rules lead to.
-    fn sweep_iptables(&self, table: &str) {
-        let rules: Vec<Vec<String>> = iptables_rules(table).iter().map(|l| iptables_args(l)).collect();
-        let mut chains = Vec::new();
-        for a in &rules {
-            let named = a.iter().any(|x| x.contains(&self.name));
-            if a.first().is_some_and(|x| x == "-A") && (named || a.iter().any(|x| x.starts_with(&self.prefix))) {
-                // Chains entered by rules commented with this (process-unique) network are
-                // per-container chains of this test.
-                if let Some(t) = jump_target(a).filter(|t| named && t.starts_with("CNI-") && !SHARED_CHAINS.contains(t))
-                {
-                    chains.push(t.to_owned());
-                }
-                let mut del = vec!["-w".to_owned(), "-t".to_owned(), table.to_owned(), "-D".to_owned()];
-                del.extend(a[1..].iter().cloned());
-                let _ = Command::new("iptables").args(&del).stderr(Stdio::null()).status();
-            }
-        }
-        chains.sort();
-        chains.dedup();
-        for c in chains {
-            let _ = Command::new("iptables").args(["-w", "-t", table, "-F", &c]).stderr(Stdio::null()).status();
-            let _ = Command::new("iptables").args(["-w", "-t", table, "-X", &c]).stderr(Stdio::null()).status();
-        }
-    }
-
-    fn sweep_nft(&self) {
-        for rule in nft_masq_rules().into_iter().filter(|r| r.contains(&format!("ip saddr {}", self.prefix))) {
-            if let Some(handle) = rule.rsplit("# handle ").next().map(str::trim) {
-                let _ = Command::new("nft")
-                    .args(["delete", "rule", NFT_MASQ[0], NFT_MASQ[1], NFT_MASQ[2], "handle", handle])
-                    .stderr(Stdio::null())
-                    .status();
-            }
-        }
-    }
 }
 
 impl Drop for Net {
     fn drop(&mut self) {
         // The plugins' own cleanup of the whole network first, then whatever they left.
         let _ = self.cnitool(&["gc", &self.name]).stdout(Stdio::null()).stderr(Stdio::null()).status();
-        self.sweep_iptables("nat");
-        self.sweep_iptables("filter");
-        self.sweep_nft();
+        common::sweep_iptables("nat", &self.name, &self.prefix);
+        common::sweep_iptables("filter", &self.name, &self.prefix);
+        common::sweep_nft(&self.prefix);
         for ifb in self.ifbs.borrow().iter() {
-            let _ = Command::new("ip").args(["link", "del", ifb]).stderr(Stdio::null()).status();
+            common::del_link(ifb);
         }
-        let _ = Command::new("ip").args(["link", "del", &self.bridge]).stderr(Stdio::null()).status();
-        if !self.forwarding.is_empty() {
-            let _ = std::fs::write(FORWARDING, &self.forwarding);
-        }
+        common::del_link(&self.bridge);
+        common::restore_forwarding(&self.forwarding);
     }
 }
 
