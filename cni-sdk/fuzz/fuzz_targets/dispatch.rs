@@ -32,7 +32,11 @@ impl Plugin for Probe {
     async fn add(&self, cx: &Context<Conf>) -> Result<CniResult> {
         let conf = cx.plugin_config();
         if conf.fail {
-            return Err(Error::invalid_config(format!("asked to fail (mtu {:?}, {} names)", conf.mtu, conf.names.len())));
+            return Err(Error::invalid_config(format!(
+                "asked to fail (mtu {:?}, {} names)",
+                conf.mtu,
+                conf.names.len()
+            )));
         }
         let _ = (cx.args().get("IP"), cx.runtime_config(), cx.netns(), cx.cni_path().len());
         Ok(cx.prev_result().cloned().unwrap_or_default())
