@@ -26,12 +26,14 @@ pub fn run<P: PluginEntry>() -> ! {
     main_with(P::create, P::options())
 }
 
-/// [`main`] with the plugin value made only when a handler runs.
+/// [`main`] with the plugin value made by `make`.
 ///
 /// Cheapest first: the protocol checks (no verb, VERSION, bad environment or configuration) are
-/// answered before the plugin value, the async runtime and — when nothing the dispatcher logs
-/// could be shown (`CNI_LOG_LEVEL` at `info` or below, no `CNI_LOG_FILE`) — the logging
-/// subscriber are built. What is printed is the same as with everything built up front.
+/// answered before the async runtime and — when nothing the dispatcher logs could be shown
+/// (`CNI_LOG_LEVEL` at `info` or below, no `CNI_LOG_FILE`) — the logging subscriber are built.
+/// What is printed is the same as with everything built up front. The plugin value is made
+/// first, as a plain `main` would: making it may decide what the process is (`dhcp daemon`
+/// runs its daemon from `PluginEntry::create`).
 fn main_with<P: Plugin>(make: impl FnOnce() -> P, options: PluginOptions) -> ! {
     main_with_services(make, options, crate::Services::system())
 }
@@ -39,6 +41,7 @@ fn main_with<P: Plugin>(make: impl FnOnce() -> P, options: PluginOptions) -> ! {
 /// [`main_with`] with the services the plugin runs with.
 #[allow(clippy::exit)]
 fn main_with_services<P: Plugin>(make: impl FnOnce() -> P, options: PluginOptions, services: crate::Services) -> ! {
+    let plugin = make();
     let env = process_env();
     let lazy_logging = crate::logging::dispatcher_is_silent(&env);
     if !lazy_logging {
@@ -53,7 +56,7 @@ fn main_with_services<P: Plugin>(make: impl FnOnce() -> P, options: PluginOption
             init_logging(env);
         }
     };
-    let code = serve(make, &options, env, io, services, before_handler, std::future::pending())
+    let code = serve(move || plugin, &options, env, io, services, before_handler, std::future::pending())
         .unwrap_or(crate::dispatch::EXIT_FAILURE);
     let _ = stdout.flush();
     std::process::exit(code)
