@@ -264,9 +264,13 @@ pub struct Call {
 pub const PLUGIN_DIR_ENV: &str = "CNI_TEST_PLUGIN_DIR";
 
 /// The binary to run for `bin`: `$CNI_TEST_PLUGIN_DIR/<file name of bin>` when that variable is
-/// set and the file exists there, else `bin` itself.
+/// set and the file exists there, else `bin` itself. Go's reference plugins (under
+/// [`go::PLUGIN_DIR`]), which the tests compare ours with, are never redirected.
 pub fn plugin_bin(bin: impl AsRef<Path>) -> PathBuf {
     let bin = bin.as_ref();
+    if bin.starts_with(go::PLUGIN_DIR) {
+        return bin.to_owned();
+    }
     if let (Some(dir), Some(name)) = (std::env::var_os(PLUGIN_DIR_ENV), bin.file_name()) {
         let redirected = Path::new(&dir).join(name);
         if redirected.exists() {
