@@ -17,31 +17,25 @@ fn process_env() -> BTreeMap<String, String> {
 /// The whole life of a plugin process: read the real environment and stdin, dispatch, write
 /// stdout, exit. The only place in the SDK that exits.
 pub fn main<P: Plugin>(plugin: P, options: PluginOptions) -> ! {
-    main_with(move || plugin, options)
+    main_with_services(plugin, options, crate::Services::system())
 }
 
 /// The process entry of a plugin type made by `#[cni_plugin]` (what its generated `main`, the
-/// `main!` macro and multi-call binaries run).
+/// `main!` macro and multi-call binaries run). The plugin value is made first, as a plain `main`
+/// would: making it may decide what the process is (`dhcp daemon` runs its daemon from
+/// `PluginEntry::create`).
 pub fn run<P: PluginEntry>() -> ! {
-    main_with(P::create, P::options())
+    main(P::create(), P::options())
 }
 
-/// [`main`] with the plugin value made by `make`.
+/// [`main`] with the services the plugin runs with.
 ///
 /// Cheapest first: the protocol checks (no verb, VERSION, bad environment or configuration) are
 /// answered before the async runtime and — when nothing the dispatcher logs could be shown
 /// (`CNI_LOG_LEVEL` at `info` or below, no `CNI_LOG_FILE`) — the logging subscriber are built.
-/// What is printed is the same as with everything built up front. The plugin value is made
-/// first, as a plain `main` would: making it may decide what the process is (`dhcp daemon`
-/// runs its daemon from `PluginEntry::create`).
-fn main_with<P: Plugin>(make: impl FnOnce() -> P, options: PluginOptions) -> ! {
-    main_with_services(make, options, crate::Services::system())
-}
-
-/// [`main_with`] with the services the plugin runs with.
+/// What is printed is the same as with everything built up front.
 #[allow(clippy::exit)]
-fn main_with_services<P: Plugin>(make: impl FnOnce() -> P, options: PluginOptions, services: crate::Services) -> ! {
-    let plugin = make();
+fn main_with_services<P: Plugin>(plugin: P, options: PluginOptions, services: crate::Services) -> ! {
     let env = process_env();
     let lazy_logging = crate::logging::dispatcher_is_silent(&env);
     if !lazy_logging {
@@ -155,7 +149,7 @@ pub struct MulticallEntry {
 
 /// [`run`] with the given services (what a multi-call binary runs).
 pub fn run_with_services<P: PluginEntry>(services: crate::Services) -> ! {
-    main_with_services(P::create, P::options(), services)
+    main_with_services(P::create(), P::options(), services)
 }
 
 /// A delegation served in this process: what the plugin process would have been given, and a

@@ -371,7 +371,7 @@ impl Firewall {
         Ok(rules
             .iter()
             .map(|r| {
-                let want = plan::canonical_rule(kind, &chains, r);
+                let want = plan::canonical_rule(kind, &chains, false, r);
                 listed.rules.iter().any(|l| l.rule == want)
             })
             .collect())

@@ -292,18 +292,18 @@ pub(crate) fn tables_of(ops: &[Op]) -> Vec<TableId> {
 
 /// The rule as the backend will list it: the normal form, and for iptables the parse of its
 /// rendering (with `chains` the chains of its table), so raw arguments the parser knows become
-/// typed as `iptables -S` would show them.
-pub(crate) fn canonical_rule(kind: BackendKind, chains: &BTreeSet<String>, rule: &Rule) -> Rule {
+/// typed as `iptables -S` would show them. `partial`: the table is known only in part, so a
+/// `-j NAME` that is no target extension is taken as a chain.
+pub(crate) fn canonical_rule(kind: BackendKind, chains: &BTreeSet<String>, partial: bool, rule: &Rule) -> Rule {
     let rule = rule.normalized(kind);
     match kind {
         BackendKind::Nftables => rule,
         BackendKind::Iptables => {
-            let mut chains = chains.clone();
             // A typed jump stays a jump, even to a chain that does not exist (yet).
-            if let Some(target) = rule.verdict.target_chain() {
-                chains.insert(target.to_owned());
-            }
-            iptables::parse_rule_args_with(&iptables::rule_args(&rule), &|n| chains.contains(n)).normalized(kind)
+            let target = rule.verdict.target_chain();
+            let is_chain =
+                |n: &str| chains.contains(n) || target == Some(n) || (partial && !iptables::is_target_extension(n));
+            iptables::parse_rule_args_with(&iptables::rule_args(&rule), &is_chain).normalized(kind)
         }
     }
 }
@@ -510,28 +510,14 @@ impl Planner<'_> {
         self.chain_rules(chain)
     }
 
-    /// The rule as the backend will list it: the normal form, and for iptables the parse of its
-    /// rendering, so raw arguments the parser knows become typed as `iptables -S` would show them.
+    /// The rule as the backend will list it (see [`canonical_rule`]).
     fn canonical(&self, kind: BackendKind, chain: &ChainId, rule: &Rule) -> Rule {
-        let rule = rule.normalized(kind);
-        match kind {
-            BackendKind::Nftables => rule,
-            BackendKind::Iptables => {
-                let mut chains: BTreeSet<String> = self
-                    .state
-                    .table(&chain.table)
-                    .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
-                    .unwrap_or_default();
-                // A typed jump stays a jump, even to a chain that does not exist (yet).
-                if let Some(target) = rule.verdict.target_chain() {
-                    chains.insert(target.to_owned());
-                }
-                // Known only in part: a `-j NAME` that is no target extension is a chain.
-                let partial = self.state.partial.contains_key(&chain.table);
-                let is_chain = |n: &str| chains.contains(n) || (partial && !iptables::is_target_extension(n));
-                iptables::parse_rule_args_with(&iptables::rule_args(&rule), &is_chain).normalized(kind)
-            }
-        }
+        let chains: BTreeSet<String> = self
+            .state
+            .table(&chain.table)
+            .map(|t| t.chains.iter().map(|c| c.chain.name.clone()).collect())
+            .unwrap_or_default();
+        canonical_rule(kind, &chains, self.state.partial.contains_key(&chain.table), rule)
     }
 
     fn op(&mut self, kind: BackendKind, op: &Op) -> Result<(), Stop> {
