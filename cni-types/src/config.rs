@@ -339,27 +339,22 @@ pub struct RuntimeDns {
 struct GoObject(Map<String, Value>);
 
 impl GoObject {
-    /// Renames keys that match one of `fields` only case-insensitively to that field (an exact
-    /// key wins over a folded one, as in Go), drops `null` values (Go leaves the field as it
-    /// was) and, for the fields in `empty_is_unset`, empty strings (Go's `net.IP` reads `""`
-    /// as no address).
+    /// Renames keys that match one of `fields` only case-insensitively to that field (Go looks
+    /// for an exact field first, then a folded one, and a later key overwrites an earlier one),
+    /// drops `null` values (Go leaves the field as it was) and, for the fields in
+    /// `empty_is_unset`, empty strings (Go's `net.IP` reads `""` as no address).
     fn fold(self, fields: &[&str], empty_is_unset: &[&str]) -> Map<String, Value> {
         let mut out = Map::new();
-        let mut exact = std::collections::BTreeSet::new();
         for (key, value) in self.0 {
-            let field = match fields.iter().find(|f| **f == key) {
-                Some(f) => {
-                    exact.insert(*f);
-                    (*f).to_owned()
-                }
-                None => match fields.iter().find(|f| go_fold_eq(&key, f)) {
-                    // A later exact key replaces this; an earlier exact key is kept.
-                    Some(f) if exact.contains(f) => continue,
-                    Some(f) => (*f).to_owned(),
-                    None => key,
-                },
-            };
-            if value.is_null() || (empty_is_unset.contains(&field.as_str()) && value.as_str() == Some("")) {
+            let field = fields
+                .iter()
+                .find(|f| **f == key)
+                .or_else(|| fields.iter().find(|f| go_fold_eq(&key, f)))
+                .map_or(key, |f| (*f).to_owned());
+            if value.is_null() {
+                continue;
+            }
+            if empty_is_unset.contains(&field.as_str()) && value.as_str() == Some("") {
                 out.remove(&field);
                 continue;
             }
@@ -451,10 +446,11 @@ mod tests {
         let bw = rc.bandwidth.as_ref().unwrap();
         assert_eq!((bw.ingress_rate, bw.egress_rate, bw.egress_burst), (Some(1000), Some(2000), Some(0)));
         assert_eq!(rc.dns.as_ref().unwrap().servers, vec!["10.250.0.1"]);
-        // An exact key wins over a folded one wherever it appears; conventional keys round-trip.
+        // As in Go, a later key overwrites an earlier one, whichever spelling; conventional keys
+        // round-trip.
         let pm: PortMapping =
             serde_json::from_value(json!({"hostPort": 1, "HOSTPORT": 2, "containerPort": 3})).unwrap();
-        assert_eq!(pm.host_port, 1);
+        assert_eq!(pm.host_port, 2);
         let pm: PortMapping =
             serde_json::from_value(json!({"HOSTPORT": 2, "hostPort": 1, "containerPort": 3})).unwrap();
         assert_eq!(pm.host_port, 1);
