@@ -8,7 +8,7 @@
 //! target/release/cni-bench --only host-local-scale [--scale-rounds N]   # no root needed
 //! ```
 //!
-//! `--only firewall` (or `--firewall-only`) runs only the firewall scaling table (`firewall.rs`, root
+//! `--only firewall` runs only the firewall scaling table (`firewall.rs`, root
 //! needed); `--fw-rounds N` sets its rounds (default 10).
 //!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
@@ -116,7 +116,6 @@ fn main() {
             "--scale-rounds" => scale_rounds = args.next().and_then(|n| n.parse().ok()).expect("--scale-rounds N"),
             "--fw-rounds" => fw_rounds = args.next().and_then(|n| n.parse().ok()).expect("--fw-rounds N"),
             "--only" => only = Some(args.next().expect("--only SECTION")),
-            "--firewall-only" => only = Some("firewall".to_owned()),
             _ => {}
         }
     }
