@@ -349,7 +349,7 @@ impl GoObject {
             let field = fields
                 .iter()
                 .find(|f| **f == key)
-                .or_else(|| fields.iter().find(|f| go_fold_eq(&key, f)))
+                .or_else(|| fields.iter().find(|f| go_key_eq(f, &key)))
                 .map_or(key, |f| (*f).to_owned());
             if value.is_null() {
                 continue;
@@ -364,17 +364,24 @@ impl GoObject {
     }
 }
 
-/// Go's key matching: equal under simple case folding (`K` also matches the Kelvin sign, `S`
-/// the long s, as `bytes.EqualFold`).
-fn go_fold_eq(key: &str, field: &str) -> bool {
-    fn fold(c: char) -> char {
-        match c {
-            '\u{212A}' => 'k',
-            '\u{017F}' => 's',
-            c => c.to_lowercase().next().unwrap_or(c),
-        }
-    }
-    key.chars().map(fold).eq(field.chars().map(fold))
+/// Whether a JSON object key selects a struct field of the given (ASCII) name the way Go's
+/// `encoding/json` matches it after no exact match: `bytes.EqualFold`, i.e. ASCII letters in
+/// either case plus the two non-ASCII letters that fold onto ASCII ones (`K` KELVIN SIGN = `k`,
+/// `ſ` LATIN SMALL LETTER LONG S = `s`).
+///
+/// ```
+/// use cni_types::config::go_key_eq;
+/// assert!(go_key_eq("hostPort", "HostPort"));
+/// assert!(go_key_eq("key", "\u{212A}EY"));
+/// assert!(!go_key_eq("mtu", "mtus"));
+/// ```
+pub fn go_key_eq(field: &str, key: &str) -> bool {
+    let norm = |c: char| match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    };
+    field.chars().map(norm).eq(key.chars().map(norm))
 }
 
 macro_rules! go_keys {

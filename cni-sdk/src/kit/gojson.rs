@@ -12,6 +12,8 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use cni_types::config::go_key_eq;
+
 /// A plugin's own keys decoded with Go's rules ([`go_keys`]): use `GoJson<MyKeys>` as
 /// [`Plugin::Config`](crate::Plugin::Config), where `MyKeys` derives `Deserialize` (usually
 /// with `#[serde(rename_all = "camelCase", default)]`). Derefs to the keys.
@@ -101,7 +103,7 @@ pub fn go_keys<T: DeserializeOwned>(map: Map<String, Value>) -> Result<T, serde_
         let field = fields
             .iter()
             .find(|f| **f == key)
-            .or_else(|| fields.iter().find(|f| fold_eq(f, &key)))
+            .or_else(|| fields.iter().find(|f| go_key_eq(f, &key)))
             .copied()
             .unwrap_or(key.as_str());
         if fields.contains(&field) {
@@ -109,18 +111,6 @@ pub fn go_keys<T: DeserializeOwned>(map: Map<String, Value>) -> Result<T, serde_
         }
     }
     T::deserialize(Value::Object(out))
-}
-
-/// Go's `bytes.EqualFold` for a field name: ASCII letters in either case, and the two
-/// non-ASCII letters Go folds onto ASCII ones (`K` KELVIN SIGN = k, `ſ` LATIN SMALL LETTER LONG
-/// S = s).
-fn fold_eq(field: &str, key: &str) -> bool {
-    let norm = |c: char| match c {
-        '\u{212A}' => 'k',
-        '\u{017F}' => 's',
-        c => c.to_ascii_lowercase(),
-    };
-    field.chars().map(norm).eq(key.chars().map(norm))
 }
 
 /// The serde field names of the struct `T` (empty when `T` is not a plain struct), read by

@@ -70,7 +70,7 @@ mod veth;
 
 pub use addr::{gateway_of, host_prefix, is_global_unicast, next_ip};
 pub use check::{validate_expected_interface, validate_expected_ips, validate_expected_routes};
-pub use gojson::{GoJson, go_keys};
+pub use gojson::{GoJson, go_key_eq, go_keys};
 pub use iface::{add_route_like_go, configure_iface};
 pub use ipam::{has_ipam, ipam_add, ipam_check, ipam_del, ipam_status, ipam_type};
 pub use link::{del_link_by_name_addr, delete_link_by_name};

@@ -46,17 +46,9 @@ impl<'de> Deserialize<'de> for Members<'de> {
     }
 }
 
-/// Go's key matching: equal under simple case folding, where `K` also matches the Kelvin sign
-/// and `S` the long s (`encoding/json` folds with `bytes.EqualFold` semantics).
+/// Go's key matching ([`cni_sdk::kit::go_key_eq`]), key first.
 pub(crate) fn fold_eq(key: &str, field: &str) -> bool {
-    fn fold(c: char) -> char {
-        match c {
-            '\u{212A}' => 'k',
-            '\u{017F}' => 's',
-            c => c.to_lowercase().next().unwrap_or(c),
-        }
-    }
-    key.chars().map(fold).eq(field.chars().map(fold))
+    cni_sdk::kit::go_key_eq(field, key)
 }
 
 /// The JSON kind of a raw value, as Go names it in a type error.
