@@ -29,22 +29,7 @@ use tokio::task::{JoinHandle, LocalSet};
 use crate::Dhcp;
 use crate::server::DhcpDaemon;
 use crate::tests::Rig;
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// xorshift64*, reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-}
+use cni_test_support::{SeededRng, env_or};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum State {
@@ -131,7 +116,7 @@ impl Load {
     /// One request for container `c`, the model updated and checked.
     // `model` is dropped explicitly before the one await after it (clippy cannot see that).
     #[allow(clippy::await_holding_refcell_ref)]
-    async fn step(&self, c: usize, rng: &mut Rng, conf: &Value) {
+    async fn step(&self, c: usize, rng: &mut SeededRng, conf: &Value) {
         let op = match rng.below(100) {
             0..45 => Command::Add,
             45..80 => Command::Del,
@@ -225,7 +210,7 @@ async fn phase(load: &Rc<Load>, n: usize, workers: usize, containers: usize, see
     for w in 0..workers {
         let (load, issued, conf) = (load.clone(), issued.clone(), conf.clone());
         tasks.push(tokio::task::spawn_local(async move {
-            let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let mut rng = SeededRng::new(seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
             let mine: Vec<usize> = (w..containers).step_by(workers).collect();
             loop {
                 {
@@ -279,7 +264,7 @@ async fn requests_with_disconnects_crashes_and_restarts() {
             let controller = {
                 let (load, done) = (load.clone(), done.clone());
                 tokio::task::spawn_local(async move {
-                    let mut rng = Rng(seed ^ 0xfeed);
+                    let mut rng = SeededRng::new(seed ^ 0xfeed);
                     loop {
                         tokio::time::sleep(Duration::from_millis(50 + rng.below(200))).await;
                         if *done.borrow() {

@@ -22,25 +22,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use cni_test_support::{SeededRng, env_or};
 use serde_json::{Value, json};
 
 const SUBNET: &str = "10.224.64.0/20";
-
-fn env_or(key: &str, default: u64) -> u64 {
-    std::env::var(key).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-/// xorshift64*: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1)
-    }
-}
 
 /// What the test knows about a container's lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,7 +146,7 @@ struct Stats {
 }
 
 /// One request for container `c` (owned by the calling worker), the model updated and checked.
-fn step(rig: &Rig, model: &Mutex<Vec<State>>, stats: &Stats, c: usize, rng: &mut Rng, chaos: bool) {
+fn step(rig: &Rig, model: &Mutex<Vec<State>>, stats: &Stats, c: usize, rng: &mut SeededRng, chaos: bool) {
     let id = format!("ctr{c}");
     let op = match rng.below(100) {
         0..45 => "ADD",
@@ -230,7 +215,7 @@ fn run_phase(rig: &Rig, model: &Mutex<Vec<State>>, stats: &Stats, n: usize, work
         for w in 0..workers {
             let issued = &issued;
             s.spawn(move || {
-                let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                let mut rng = SeededRng::new(seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
                 let mine: Vec<usize> = (w..containers).step_by(workers).collect();
                 while issued.fetch_add(1, Ordering::Relaxed) < n {
                     let c = mine[rng.below(mine.len() as u64) as usize];
@@ -274,7 +259,7 @@ fn ten_thousand_requests_with_disconnects_and_restarts() {
     let done = AtomicBool::new(false);
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut rng = Rng(seed ^ 0xdead_beef);
+            let mut rng = SeededRng::new(seed ^ 0xdead_beef);
             while !done.load(Ordering::Relaxed) {
                 std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
                 if done.load(Ordering::Relaxed) {
