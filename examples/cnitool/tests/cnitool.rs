@@ -255,10 +255,14 @@ fn run_cleans_up_when_killed_or_when_add_fails() {
     let _turn = RUN_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let env = Env::new("run1");
     env.write("10-run.conflist", &env.bridge_list("killnet", "1.0.0", "10.223.1.0/24"));
-    let mut child = env.cnitool(&["run", "--", "sleep", "30"]).spawn().unwrap();
-    // Wait until the command runs (the lease exists), then SIGTERM cnitool.
+    // The command marks that it runs: the lease exists earlier (during ADD), and a signal that
+    // arrives while cnitool is still attaching is not the case this test is about.
+    let started = env.data.path().join("command-started");
+    let script = format!("touch {}; exec sleep 30", started.display());
+    let mut child = env.cnitool(&["run", "--", "sh", "-c", &script]).spawn().unwrap();
+    // Wait until the command runs, then SIGTERM cnitool.
     for _ in 0..100 {
-        if !env.leases("killnet").is_empty() {
+        if started.exists() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
