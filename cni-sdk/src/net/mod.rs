@@ -180,8 +180,8 @@ impl Net {
         Net::open(&ns).await
     }
 
-    /// A handle for the namespace `ns`. The netlink socket is created inside the namespace on a
-    /// short-lived thread; its connection task is spawned on the current tokio runtime, so this
+    /// A handle for the namespace `ns`. The netlink socket is created inside the namespace on its
+    /// worker thread (see [`crate::netns`]); its connection task is spawned on the current tokio runtime, so this
     /// must be called from within one.
     #[cfg(feature = "netlink")]
     pub async fn open(ns: &NetNs) -> NetResult<Net> {

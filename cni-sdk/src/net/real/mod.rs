@@ -73,8 +73,8 @@ impl RealBackend {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| {
             NetError::new(NetErrorKind::Other, "Net::open must be called from within a tokio runtime").with_source(e)
         })?;
-        // Create the socket inside the namespace (it stays bound to it), registering it with the
-        // caller's runtime; the thread then exits.
+        // Create the socket inside the namespace (it stays bound to it) on the namespace's
+        // worker, registering it with the caller's runtime.
         let created = ns
             .run_blocking(move || {
                 let _enter = rt.enter();
