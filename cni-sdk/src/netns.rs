@@ -27,7 +27,8 @@
 //! [`NetnsErrorKind::Panicked`] and the worker goes on with the next one; if the worker cannot
 //! enter the namespace, every job gets that error. Jobs of different namespaces never wait for
 //! each other; jobs of one namespace do (a firewall tool running in it delays that namespace's
-//! next sysctl write until it ends).
+//! next sysctl write until it ends). A long-lived process that keeps handles open keeps one idle
+//! thread per namespace they refer to; a CNI plugin's handles live for one request.
 //!
 //! [`NetNs::run`] and [`NetNs::run_async`] keep a thread of their own per call: their closures
 //! and futures are the caller's code, which may run for long, build a runtime of their own, or
