@@ -16,7 +16,8 @@
 //! # The namespace worker
 //!
 //! The SDK's own short blocking jobs in a namespace — creating the netlink socket of a
-//! [`Net`](crate::net::Net), reading and writing sysctls, creating tun/tap devices, running
+//! [`Net`](crate::net::Net) (except for `Net::host`, which makes it on the calling thread, already
+//! in that namespace), reading and writing sysctls, creating tun/tap devices, running
 //! firewall tools in a target namespace — do not get a thread each. Every namespace has at most
 //! one *worker*: an OS thread started on first use that enters the namespace once, never leaves
 //! it, and runs the jobs queued to it one after the other. All [`NetNs`] handles of the namespace
@@ -33,8 +34,10 @@
 //! [`NetNs::run`] and [`NetNs::run_async`] keep a thread of their own per call: their closures
 //! and futures are the caller's code, which may run for long, build a runtime of their own, or
 //! change the thread's state (another `setns`, `unshare`); none of that may reach a thread that
-//! other jobs share. Reading sysfs for another namespace (it unshares
-//! the mount namespace) also keeps a fresh thread.
+//! other jobs share. Reading sysfs for another namespace (it unshares the mount namespace) also
+//! keeps a fresh thread. Either way, namespace work runs only on dedicated OS threads that enter
+//! the namespace before doing anything and never switch back, never on a tokio worker or
+//! blocking-pool thread.
 //!
 //! Pitfalls: never call `setns` inside an `async fn` or `spawn_blocking`; read the current
 //! namespace from `/proc/thread-self/ns/net` (`/proc/self` is the thread-group leader); query links
