@@ -10,8 +10,34 @@
 //! * [`NetNs::run_async`] does the same for async code: the dedicated thread enters the namespace
 //!   first, *then* builds its own current-thread tokio runtime, so that runtime and any blocking
 //!   threads it spawns live in the namespace;
-//! * [`crate::net::Net`] creates its netlink socket inside the namespace on such a thread and uses
-//!   it from anywhere afterwards (a socket belongs to the namespace it was created in).
+//! * [`crate::net::Net`] creates its netlink socket inside the namespace and uses it from anywhere
+//!   afterwards (a socket belongs to the namespace it was created in).
+//!
+//! # The namespace worker
+//!
+//! The SDK's own short blocking jobs in a namespace — creating the netlink socket of a
+//! [`Net`](crate::net::Net) (except for `Net::host`, which makes it on the calling thread, already
+//! in that namespace), reading and writing sysctls, creating tun/tap devices, running
+//! firewall tools in a target namespace — do not get a thread each. Every namespace has at most
+//! one *worker*: an OS thread started on first use that enters the namespace once, never leaves
+//! it, and runs the jobs queued to it one after the other. All [`NetNs`] handles of the namespace
+//! (clones, and separate [`NetNs::open`]s of the same namespace, matched by device and inode)
+//! share it; it exits when the last of them is dropped. So one CNI request touches each
+//! namespace from one thread, however many operations it makes, and no thread is ever left in
+//! a switched namespace beyond the handles' lifetime. A panicking job is reported as
+//! [`NetnsErrorKind::Panicked`] and the worker goes on with the next one; if the worker cannot
+//! enter the namespace, every job gets that error. Jobs of different namespaces never wait for
+//! each other; jobs of one namespace do (a firewall tool running in it delays that namespace's
+//! next sysctl write until it ends). A long-lived process that keeps handles open keeps one idle
+//! thread per namespace they refer to; a CNI plugin's handles live for one request.
+//!
+//! [`NetNs::run`] and [`NetNs::run_async`] keep a thread of their own per call: their closures
+//! and futures are the caller's code, which may run for long, build a runtime of their own, or
+//! change the thread's state (another `setns`, `unshare`); none of that may reach a thread that
+//! other jobs share. Reading sysfs for another namespace (it unshares the mount namespace) also
+//! keeps a fresh thread. Either way, namespace work runs only on dedicated OS threads that enter
+//! the namespace before doing anything and never switch back, never on a tokio worker or
+//! blocking-pool thread.
 //!
 //! Pitfalls: never call `setns` inside an `async fn` or `spawn_blocking`; read the current
 //! namespace from `/proc/thread-self/ns/net` (`/proc/self` is the thread-group leader); query links
@@ -26,11 +52,14 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
+
+mod worker;
+use worker::Worker;
 
 /// `NSFS_MAGIC` from `linux/magic.h`: the filesystem of `/proc/<pid>/ns/*` and their bind mounts.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -92,6 +121,15 @@ impl NetnsError {
         Self::io(context, io::Error::from_raw_os_error(errno as i32))
     }
 
+    /// A copy for another caller: same kind and message, and the same OS error as source.
+    fn duplicate(&self) -> Self {
+        let source = self.source.as_ref().map(|e| match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        });
+        Self { kind: self.kind, message: self.message.clone(), source }
+    }
+
     fn panicked(payload: Box<dyn Any + Send>) -> Self {
         Self::new(
             NetnsErrorKind::Panicked,
@@ -141,11 +179,14 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 /// An open network-namespace file.
 ///
 /// Cheap to clone (the file descriptor is shared). Keeping it open keeps the namespace alive even
-/// if its bind mount is removed.
+/// if its bind mount is removed. Handles of the same namespace share one worker thread for the
+/// SDK's blocking namespace work (see the [module documentation](self)).
 #[derive(Clone)]
 pub struct NetNs {
     fd: Arc<OwnedFd>,
     path: PathBuf,
+    /// The namespace's worker once this handle (or a clone) has used it.
+    worker: Arc<OnceLock<Arc<Worker>>>,
 }
 
 impl fmt::Debug for NetNs {
@@ -184,7 +225,7 @@ impl NetNs {
                 format!("{} is a namespace, but not a network namespace", path.display()),
             ));
         }
-        Ok(Self { fd: Arc::new(fd), path: path.to_path_buf() })
+        Ok(Self { fd: Arc::new(fd), path: path.to_path_buf(), worker: Arc::new(OnceLock::new()) })
     }
 
     /// Like [`NetNs::open`], but returns `Ok(None)` when the path is empty or does not exist.
@@ -278,15 +319,53 @@ impl NetNs {
         .await?
     }
 
-    /// Runs the blocking closure `f` on a dedicated thread inside this namespace and awaits the
-    /// result without blocking the caller's thread.
-    #[cfg_attr(not(feature = "netlink"), allow(dead_code))]
+    /// Runs the blocking closure `f` on this namespace's worker thread and awaits the result
+    /// without blocking the caller's thread.
+    ///
+    /// The worker is started on first use and shared by every handle of the namespace; jobs run
+    /// one at a time, in the order they were queued. `f` must not change the thread's namespaces
+    /// (use [`NetNs::run_blocking_on_fresh_thread`] for that) and must not wait for another job
+    /// of the same namespace. A panic in `f` is returned as [`NetnsErrorKind::Panicked`]; the
+    /// worker carries on with the next job.
+    #[cfg_attr(not(any(feature = "netlink", feature = "firewall")), allow(dead_code))]
     pub(crate) async fn run_blocking<F, T>(&self, f: F) -> Result<T, NetnsError>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.worker()?.submit(Box::new(move |entered| {
+            let result = match entered {
+                Ok(()) => catch_unwind(AssertUnwindSafe(f)).map_err(NetnsError::panicked),
+                Err(e) => Err(e.duplicate()),
+            };
+            // The receiver may be gone if the caller stopped waiting; nothing to do then.
+            let _ = tx.send(result);
+        }))?;
+        rx.await.map_err(|_| NetnsError::new(NetnsErrorKind::Panicked, "namespace worker dropped the job"))?
+    }
+
+    /// Like [`NetNs::run_blocking`], but on a new thread that exits afterwards: for jobs that
+    /// change the thread's state beyond the network namespace (e.g. unshare the mount namespace).
+    #[cfg_attr(not(feature = "netlink"), allow(dead_code))]
+    pub(crate) async fn run_blocking_on_fresh_thread<F, T>(&self, f: F) -> Result<T, NetnsError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
         self.spawn_thread(move || catch_unwind(AssertUnwindSafe(f)).map_err(NetnsError::panicked)).await?
+    }
+
+    /// This namespace's worker, started (or found in the registry) on first use.
+    fn worker(&self) -> Result<&Arc<Worker>, NetnsError> {
+        if let Some(worker) = self.worker.get() {
+            return Ok(worker);
+        }
+        let st = nix::sys::stat::fstat(self.as_fd())
+            .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
+        let worker = Worker::for_namespace((st.st_dev, st.st_ino), &self.fd, &self.path)?;
+        // Another clone may have set it meanwhile; the registry gave both the same worker.
+        Ok(self.worker.get_or_init(|| worker))
     }
 
     /// Spawns a thread that enters the namespace and runs `f`; the outer `Result` reports

@@ -210,3 +210,31 @@ async fn namespace_work_never_leaks_into_runtime_threads() {
     eprintln!("{ROUNDS} namespace operations, {} runtime threads checked, {:?}", threads.len(), started.elapsed());
     drop(temp);
 }
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn net_host_talks_to_the_calling_threads_namespace() {
+    let temp = TempNetns::create(&format!("nsw-{}-host", std::process::id())).expect("create namespace (needs root)");
+    let ns = temp.netns().unwrap();
+    let target = ns.inode().unwrap();
+    // Inside run_async the calling thread is in the throwaway namespace: Net::host is that one.
+    let (names, inode) = ns
+        .run_async(|| async {
+            let net = Net::host().await.unwrap();
+            let names: Vec<String> = net.links().await.unwrap().into_iter().map(|l| l.name).collect();
+            (names, net.netns().unwrap().inode().unwrap())
+        })
+        .await
+        .unwrap();
+    assert_eq!(names, ["lo"], "Net::host inside the namespace saw other links");
+    assert_eq!(inode, target);
+    // Outside, it is the test thread's namespace.
+    let host = Net::host().await.unwrap();
+    assert_eq!(host.netns().unwrap().inode().unwrap(), thread_netns_inode());
+    assert_ne!(thread_netns_inode(), target);
+    // A link created through the inner handle's namespace is not visible from the host handle.
+    let inner = Net::open(&ns).await.unwrap();
+    inner.bridge("nswhostbr0").execute().await.unwrap();
+    assert!(host.find_link("nswhostbr0").await.unwrap().is_none(), "the bridge appeared on the host");
+    assert!(inner.find_link("nswhostbr0").await.unwrap().is_some());
+}

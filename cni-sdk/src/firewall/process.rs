@@ -1,8 +1,9 @@
 //! Running `iptables`, `iptables-restore` and `nft`, in the caller's namespace or in a given one.
 //!
-//! The tool always runs as a child of a dedicated, short-lived OS thread (never of a tokio
-//! worker). For a target namespace that thread enters it first ([`NetNs::run_blocking`]), and a
-//! child forked from a thread inherits the thread's network namespace.
+//! The tool always runs as a child of a dedicated OS thread (never of a tokio worker): a
+//! short-lived one in the caller's namespace, or the target namespace's worker thread, which
+//! lives inside it ([`NetNs::run_blocking`]); a child forked from a thread inherits the thread's
+//! network namespace.
 
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
@@ -79,7 +80,7 @@ impl Runner {
     }
 }
 
-/// Runs the blocking `job` on a dedicated, short-lived OS thread — inside `netns` when given —
+/// Runs the blocking `job` on a dedicated OS thread — the worker of `netns` when given —
 /// and awaits its result without blocking the caller's thread. `what` names the job in errors.
 pub(crate) async fn on_thread<T: Send + 'static>(
     netns: Option<&NetNs>,

@@ -176,12 +176,15 @@ impl Net {
     /// A handle for the namespace of the calling thread (normally the host namespace).
     #[cfg(feature = "netlink")]
     pub async fn host() -> NetResult<Net> {
+        // The namespace is this thread's, and no `.await` lies between opening it and creating
+        // the socket, so the socket is made right here rather than on the namespace's worker.
         let ns = NetNs::current()?;
-        Net::open(&ns).await
+        let backend = real::RealBackend::open_here(&ns)?;
+        Ok(Self::from_backend(Arc::new(backend)))
     }
 
-    /// A handle for the namespace `ns`. The netlink socket is created inside the namespace on a
-    /// short-lived thread; its connection task is spawned on the current tokio runtime, so this
+    /// A handle for the namespace `ns`. The netlink socket is created inside the namespace on its
+    /// worker thread (see [`crate::netns`]); its connection task is spawned on the current tokio runtime, so this
     /// must be called from within one.
     #[cfg(feature = "netlink")]
     pub async fn open(ns: &NetNs) -> NetResult<Net> {

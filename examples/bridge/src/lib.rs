@@ -102,7 +102,9 @@ impl Bridge {
     /// Go `ensureBridge`/`setupBridge`.
     async fn ensure_bridge(&self, host: &Net, n: &BridgeConf, ld: &Loaded) -> Result<Link> {
         let fail = |e: String| Error::internal(format!("failed to create bridge {:?}: {e}", n.bridge));
-        let existed = host.find_link(&n.bridge).await?.is_some();
+        // Whether the bridge existed matters only for VLAN filtering; skip the lookup otherwise.
+        let wants_vlan_filtering = n.vlan != 0 || n.vlan_trunk.is_some();
+        let existed = wants_vlan_filtering && host.find_link(&n.bridge).await?.is_some();
         let mut req = host.bridge(&n.bridge);
         if let Some(mtu) = ld.mtu {
             req = req.mtu(mtu);
@@ -114,7 +116,7 @@ impl Bridge {
                 fail(format!("could not add {:?}: {e}", n.bridge))
             }
         })?;
-        if !existed && (n.vlan != 0 || n.vlan_trunk.is_some()) {
+        if wants_vlan_filtering && !existed {
             self.l2.set_vlan_filtering(&n.bridge).map_err(fail)?;
         }
         if n.promisc_mode {
@@ -125,7 +127,9 @@ impl Bridge {
         // We want to own the routes for this interface.
         let _ = host.set_sysctl(&format!("net/ipv6/conf/{}/accept_ra", n.bridge), "0").await;
         host.set_up(br.index).await.map_err(|e| fail(e.to_string()))?;
-        Ok(host.link(&n.bridge).await?)
+        // ADD uses the bridge's index and name only (its MAC is read again at the end), so the
+        // link as `execute` returned it will do; no need to fetch it again.
+        Ok(br)
     }
 
     /// Go `ensureAddr`: the gateway address on the bridge.

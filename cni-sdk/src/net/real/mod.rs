@@ -73,14 +73,32 @@ impl RealBackend {
         let rt = tokio::runtime::Handle::try_current().map_err(|e| {
             NetError::new(NetErrorKind::Other, "Net::open must be called from within a tokio runtime").with_source(e)
         })?;
-        // Create the socket inside the namespace (it stays bound to it), registering it with the
-        // caller's runtime; the thread then exits.
+        // Create the socket inside the namespace (it stays bound to it) on the namespace's
+        // worker, registering it with the caller's runtime.
         let created = ns
             .run_blocking(move || {
                 let _enter = rt.enter();
                 rtnetlink::new_connection()
             })
             .await?;
+        Self::connected(ns, created)
+    }
+
+    /// A backend for the calling thread's own namespace, `ns` having just been opened from
+    /// `/proc/thread-self/ns/net` on this thread: the socket is created right here, since this
+    /// thread is in that namespace (no worker needed).
+    pub(crate) fn open_here(ns: &NetNs) -> NetResult<Self> {
+        tokio::runtime::Handle::try_current().map_err(|e| {
+            NetError::new(NetErrorKind::Other, "Net::host must be called from within a tokio runtime").with_source(e)
+        })?;
+        Self::connected(ns, rtnetlink::new_connection())
+    }
+
+    /// Spawns the connection task of a new socket on the caller's runtime.
+    fn connected<C, M>(ns: &NetNs, created: std::io::Result<(C, rtnetlink::Handle, M)>) -> NetResult<Self>
+    where
+        C: std::future::Future<Output = ()> + Send + 'static,
+    {
         let (connection, handle, _messages) = created.map_err(|e| io_err(e, "create netlink socket"))?;
         tokio::spawn(connection);
         Ok(Self { ns: ns.clone(), handle })

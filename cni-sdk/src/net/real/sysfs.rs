@@ -29,7 +29,8 @@ where
             crate::net::NetError::new(crate::net::NetErrorKind::Other, format!("sysfs reader failed: {e}"))
         })?
     } else {
-        ns.run_blocking(move || {
+        // Unsharing the mount namespace must not touch the namespace's shared worker.
+        ns.run_blocking_on_fresh_thread(move || {
             private_sysfs()?;
             f()
         })
