@@ -10,7 +10,8 @@
 //!
 //! `--only firewall` runs only the firewall scaling table (`firewall.rs`, root
 //! needed); `--fw-rounds N` sets its rounds (default 10). `--only pods` runs only the parallel
-//! pods table (`pods.rs`; `--pod-rounds N`, default 5). `--variant LABEL=DIR` (repeatable) adds
+//! pods table (`pods.rs`; `--pod-rounds N`, default 5). `--only core` runs everything but the
+//! host-local and firewall scaling tables (the rows of the performance targets). `--variant LABEL=DIR` (repeatable) adds
 //! rows for another build of our plugins (e.g. statically linked) to the VERSION and ADD tables.
 //!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
@@ -136,15 +137,19 @@ fn main() {
     let libcni =
         std::env::var_os("LIBCNI_CNITOOL").map_or_else(|| root.join("target/interop/libcni-cnitool"), PathBuf::from);
     let ours_tool = ours_dir.join("cnitool");
-    if let Some(section) = only {
-        match section.as_str() {
+    if let Some(section) = only.as_deref() {
+        match section {
             "host-local-scale" => print!("{}{}", machine(scale_rounds), host_local_scale(&ours_dir, scale_rounds)),
             "firewall" => print!("{}", firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds)),
             "pods" => print!("{}{}", machine(pod_rounds), pods_table(&libcni, &ours_tool, &ours_dir, pod_rounds)),
-            other => panic!("--only {other}: the sections that run alone are host-local-scale, firewall and pods"),
+            "core" => {}
+            other => panic!("--only {other}: the sections that run alone are core, host-local-scale, firewall and pods"),
         }
-        return;
+        if section != "core" {
+            return;
+        }
     }
+    let core_only = only.is_some();
     let sides = [
         Side {
             name: "Rust (cni-rs)",
@@ -200,17 +205,22 @@ fn main() {
 
     let mut targets = String::new();
     // 2. VERSION latency, against the floor: a static Rust program printing the same reply.
+    // Ours, Go's, the floor and the variants are exec'd in turn, so load changes hit all alike.
     let floor_dir = tempfile::tempdir().expect("tempdir");
-    let version: Vec<Stats> = sides.iter().map(|s| version_stats(&s.dir.join("bridge"), rounds * 4)).collect();
+    let floor = floor::build(floor_dir.path());
+    let mut bins: Vec<PathBuf> = sides.iter().map(|s| s.dir.join("bridge")).collect();
+    bins.extend(floor.iter().cloned());
+    bins.extend(variants.iter().map(|(_, d)| d.join("bridge")));
+    let version = version_stats(&bins, rounds * 4);
     out += &format!(
         "| VERSION exec (median / p95 wall; median CPU) | {} | {} | {} |\n",
         version[0],
         version[1],
         ratio(version[0].wall.as_secs_f64(), version[1].wall.as_secs_f64())
     );
-    match floor::build(floor_dir.path()) {
-        Ok(floor) => {
-            let f = version_stats(&floor, rounds * 4);
+    match &floor {
+        Ok(_) => {
+            let f = &version[2];
             out += &format!(
                 "| floor: static Rust program printing the VERSION reply (built by the bench) | {f} | – | ours / floor {} |\n",
                 ratio(version[0].wall.as_secs_f64(), f.wall.as_secs_f64())
@@ -233,11 +243,12 @@ fn main() {
 
     // 3. bridge + host-local ADD / DEL in a namespace, peak RSS of ADD.
     let data = tempfile::tempdir().expect("tempdir");
-    let adds: Vec<AddStats> = sides
-        .iter()
-        .enumerate()
-        .map(|(i, s)| add_stats(&s.dir, &s.bridge, &s.subnet, data.path(), i, rounds))
-        .collect();
+    let mut add_targets: Vec<(PathBuf, String, String)> =
+        sides.iter().map(|s| (s.dir.clone(), s.bridge.clone(), s.subnet.clone())).collect();
+    for (i, (_, dir)) in variants.iter().enumerate() {
+        add_targets.push((dir.clone(), format!("cnibench-v{i}"), format!("10.{}.0.0/16", 240 + i)));
+    }
+    let adds = add_stats(&add_targets, data.path(), rounds);
     out += &format!(
         "| bridge+host-local ADD (median / p95 wall; median CPU incl. host-local) | {} | {} | {} |\n",
         adds[0].add,
@@ -325,6 +336,9 @@ fn main() {
             ("loopback+passthrough (runtime-bound), our plugins", "rtlight", ours_dir.clone()),
         ];
         for (label, network, plugin_dir) in cases {
+            if network == "rtlight" && !plugin_dir.join("passthrough").is_file() {
+                continue;
+            }
             let mut med = [Duration::ZERO; 2];
             let mut rows = Vec::new();
             for (i, tool) in [&ours_tool, &libcni].iter().enumerate() {
@@ -368,11 +382,14 @@ fn main() {
     out += "\n";
     out += &targets;
     if !variants.is_empty() {
-        out += &variants_table(&sides[0], &variants, data.path(), rounds);
+        let first_variant = version.len() - variants.len();
+        out += &variants_table(&sides[0], &variants, &version[first_variant..], &version[0], &adds);
     }
     out += &pods_table(&libcni, &ours_tool, &ours_dir, pod_rounds);
-    out += &host_local_scale(&ours_dir, scale_rounds);
-    out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
+    if !core_only {
+        out += &host_local_scale(&ours_dir, scale_rounds);
+        out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
+    }
     print!("{out}");
 }
 
@@ -397,16 +414,18 @@ fn stats(mut wall: Vec<Duration>, mut cpu: Vec<Duration>) -> Stats {
     Stats { wall: percentile(&mut wall, 0.5), p95: percentile(&mut wall, 0.95), cpu: percentile(&mut cpu, 0.5) }
 }
 
-/// `n` VERSION execs of `bin`.
-fn version_stats(bin: &Path, n: usize) -> Stats {
-    let (mut wall, mut cpu) = (Vec::with_capacity(n), Vec::with_capacity(n));
+/// `n` VERSION execs of each of `bins`, in turn.
+fn version_stats(bins: &[PathBuf], n: usize) -> Vec<Stats> {
+    let mut samples: Vec<[Vec<Duration>; 2]> = bins.iter().map(|_| Default::default()).collect();
     for _ in 0..n {
-        let e = exec(bin, &[("CNI_COMMAND", "VERSION".into())], br#"{"cniVersion":"1.0.0"}"#);
-        assert_eq!(e.code, 0, "{} VERSION failed", bin.display());
-        wall.push(e.took);
-        cpu.push(e.cpu);
+        for (bin, s) in bins.iter().zip(&mut samples) {
+            let e = exec(bin, &[("CNI_COMMAND", "VERSION".into())], br#"{"cniVersion":"1.0.0"}"#);
+            assert_eq!(e.code, 0, "{} VERSION failed", bin.display());
+            s[0].push(e.took);
+            s[1].push(e.cpu);
+        }
     }
-    stats(wall, cpu)
+    samples.into_iter().map(|[wall, cpu]| stats(wall, cpu)).collect()
 }
 
 /// bridge+host-local ADD and DEL of the plugins in `dir`, one fresh namespace per round.
@@ -416,44 +435,64 @@ struct AddStats {
     rss_kib: i64,
 }
 
-fn add_stats(dir: &Path, bridge: &str, subnet: &str, data: &Path, tag: usize, rounds: usize) -> AddStats {
-    let conf = json!({
-        "cniVersion": "1.0.0", "name": format!("bench{tag}"), "type": "bridge", "bridge": bridge,
-        "isGateway": true, "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}
-    })
-    .to_string();
-    let mut samples: [Vec<Duration>; 4] = Default::default();
-    let mut rss = 0;
+/// bridge+host-local ADD and DEL for each `(plugin dir, bridge, subnet)`, in turn round by
+/// round, one fresh container namespace per ADD.
+fn add_stats(targets: &[(PathBuf, String, String)], data: &Path, rounds: usize) -> Vec<AddStats> {
+    let confs: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(tag, (_, bridge, subnet))| {
+            json!({
+                "cniVersion": "1.0.0", "name": format!("bench{tag}"), "type": "bridge", "bridge": bridge,
+                "isGateway": true, "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}
+            })
+            .to_string()
+        })
+        .collect();
+    let mut samples: Vec<[Vec<Duration>; 4]> = targets.iter().map(|_| Default::default()).collect();
+    let mut rss = vec![0; targets.len()];
     for r in 0..rounds {
-        let ns = format!("cnibench-{tag}-{r}");
-        netns_add(&ns);
-        let path = format!("/var/run/netns/{ns}");
-        let id = format!("bench{r}");
-        let add = exec(&dir.join("bridge"), &env_for("ADD", &id, &path, dir), conf.as_bytes());
-        assert_eq!(add.code, 0, "{} ADD failed: {}", dir.display(), String::from_utf8_lossy(&add.stdout));
-        rss = rss.max(add.max_rss_kib);
-        let del = exec(&dir.join("bridge"), &env_for("DEL", &id, &path, dir), conf.as_bytes());
-        assert_eq!(del.code, 0, "{} DEL failed", dir.display());
-        netns_del(&ns);
-        for (v, d) in samples.iter_mut().zip([add.took, add.cpu, del.took, del.cpu]) {
-            v.push(d);
+        for (tag, (dir, _, _)) in targets.iter().enumerate() {
+            let ns = format!("cnibench-{tag}-{r}");
+            netns_add(&ns);
+            let path = format!("/var/run/netns/{ns}");
+            let id = format!("bench{r}");
+            let add = exec(&dir.join("bridge"), &env_for("ADD", &id, &path, dir), confs[tag].as_bytes());
+            assert_eq!(add.code, 0, "{} ADD failed: {}", dir.display(), String::from_utf8_lossy(&add.stdout));
+            rss[tag] = rss[tag].max(add.max_rss_kib);
+            let del = exec(&dir.join("bridge"), &env_for("DEL", &id, &path, dir), confs[tag].as_bytes());
+            assert_eq!(del.code, 0, "{} DEL failed", dir.display());
+            netns_del(&ns);
+            for (v, d) in samples[tag].iter_mut().zip([add.took, add.cpu, del.took, del.cpu]) {
+                v.push(d);
+            }
         }
     }
-    let _ = Command::new("ip").args(["link", "del", bridge]).status();
-    let [aw, ac, dw, dc] = samples;
-    AddStats { add: stats(aw, ac), del: stats(dw, dc), rss_kib: rss }
+    for (_, bridge, _) in targets {
+        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    }
+    samples
+        .into_iter()
+        .zip(rss)
+        .map(|([aw, ac, dw, dc], rss_kib)| AddStats { add: stats(aw, ac), del: stats(dw, dc), rss_kib })
+        .collect()
 }
 
 /// Other builds of our plugins (`--variant LABEL=DIR`, e.g. statically linked) next to the
-/// default build, same run: bridge size, VERSION, ADD and its peak RSS.
-fn variants_table(ours: &Side, variants: &[(String, PathBuf)], data: &Path, rounds: usize) -> String {
+/// default build, measured in the same interleaved runs: bridge size, VERSION, ADD, peak RSS.
+fn variants_table(
+    ours: &Side,
+    variants: &[(String, PathBuf)],
+    version: &[Stats],
+    ours_version: &Stats,
+    adds: &[AddStats],
+) -> String {
     let mut out = String::from(
         "\n| build of our `bridge` | size | VERSION (median / p95 wall; CPU) | ADD (median / p95 wall; CPU) | peak RSS of ADD |\n|---|---:|---:|---:|---:|\n",
     );
-    let all = std::iter::once(("default build".to_owned(), ours.dir.clone())).chain(variants.iter().cloned());
-    for (i, (label, dir)) in all.enumerate() {
-        let v = version_stats(&dir.join("bridge"), rounds * 4);
-        let a = add_stats(&dir, "cnibench-var", "10.250.0.0/16", data, 10 + i, rounds);
+    let rows = std::iter::once(("default build", &ours.dir, ours_version, &adds[0]))
+        .chain(variants.iter().zip(version).zip(&adds[2..]).map(|(((l, d), v), a)| (l.as_str(), d, v, a)));
+    for (label, dir, v, a) in rows {
         out += &format!(
             "| {label} | {} KiB | {v} | {} | {} KiB |\n",
             file_size(&dir.join("bridge")) / 1024,
