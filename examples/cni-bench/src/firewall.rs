@@ -91,7 +91,7 @@ fn go_nft_state(n: usize) -> String {
 }
 
 /// Runs `program` inside the network namespace `ns` (entered between fork and exec).
-fn command_in(ns: &File, program: &Path) -> Command {
+pub(crate) fn command_in(ns: &File, program: &Path) -> Command {
     let fd: RawFd = ns.as_raw_fd();
     let mut cmd = Command::new(program);
     // SAFETY: setns is async-signal-safe; `fd` stays open in the parent until the child execs.

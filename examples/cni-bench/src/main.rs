@@ -9,7 +9,10 @@
 //! ```
 //!
 //! `--only firewall` runs only the firewall scaling table (`firewall.rs`, root
-//! needed); `--fw-rounds N` sets its rounds (default 10).
+//! needed); `--fw-rounds N` sets its rounds (default 10). `--only pods` runs only the parallel
+//! pods table (`pods.rs`; `--pod-rounds N`, default 5). `--only core` runs everything but the
+//! host-local and firewall scaling tables (the rows of the performance targets). `--variant LABEL=DIR` (repeatable) adds
+//! rows for another build of our plugins (e.g. statically linked) to the VERSION and ADD tables.
 //!
 //! Times are wall-clock per exec (fork+exec+run+exit) measured from this process; peak RSS comes
 //! from `wait4`'s resource usage of the plugin process.
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 mod firewall;
+mod floor;
+mod pods;
 
 const GO_DIR: &str = "/usr/lib/cni";
 
@@ -109,26 +114,42 @@ fn main() {
     let mut rounds = 50usize;
     let mut scale_rounds = 20usize;
     let mut fw_rounds = 10usize;
+    let mut pod_rounds = 5usize;
     let mut only = None;
+    let mut variants: Vec<(String, PathBuf)> = Vec::new();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--rounds" => rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
             "--scale-rounds" => scale_rounds = args.next().and_then(|n| n.parse().ok()).expect("--scale-rounds N"),
             "--fw-rounds" => fw_rounds = args.next().and_then(|n| n.parse().ok()).expect("--fw-rounds N"),
+            "--pod-rounds" => pod_rounds = args.next().and_then(|n| n.parse().ok()).expect("--pod-rounds N"),
             "--only" => only = Some(args.next().expect("--only SECTION")),
+            "--variant" => {
+                let v = args.next().expect("--variant LABEL=DIR");
+                let (label, dir) = v.split_once('=').expect("--variant LABEL=DIR");
+                variants.push((label.to_owned(), PathBuf::from(dir)));
+            }
             _ => {}
         }
     }
     let ours_dir = std::env::current_exe().expect("exe").parent().expect("dir").to_owned();
-    if let Some(section) = only {
-        match section.as_str() {
+    let root = ours_dir.join("../..");
+    let libcni =
+        std::env::var_os("LIBCNI_CNITOOL").map_or_else(|| root.join("target/interop/libcni-cnitool"), PathBuf::from);
+    let ours_tool = ours_dir.join("cnitool");
+    if let Some(section) = only.as_deref() {
+        match section {
             "host-local-scale" => print!("{}{}", machine(scale_rounds), host_local_scale(&ours_dir, scale_rounds)),
             "firewall" => print!("{}", firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds)),
-            other => panic!("--only {other}: the sections that run alone are host-local-scale and firewall"),
+            "pods" => print!("{}{}", machine(pod_rounds), pods_table(&libcni, &ours_tool, &ours_dir, pod_rounds)),
+            "core" => {}
+            other => panic!("--only {other}: the sections that run alone are core, host-local-scale, firewall and pods"),
         }
-        return;
+        if section != "core" {
+            return;
+        }
     }
-    let root = ours_dir.join("../..");
+    let core_only = only.is_some();
     let sides = [
         Side {
             name: "Rust (cni-rs)",
@@ -146,10 +167,10 @@ fn main() {
     let mut out = machine(rounds);
 
     // 1. Sizes.
-    out += "| binary | Rust | Go | Rust/Go |\n|---|---|---|---|\n";
+    out += "| binary | Rust | Go | Rust/Go (target ≤ 0.5×) |\n|---|---|---|---|\n";
     let mut total = [0u64; 2];
     for bin in ["bridge", "host-local", "loopback", "ptp"] {
-        let sizes: Vec<u64> = sides.iter().map(|s| std::fs::metadata(s.dir.join(bin)).map_or(0, |m| m.len())).collect();
+        let sizes: Vec<u64> = sides.iter().map(|s| file_size(&s.dir.join(bin))).collect();
         total[0] += sizes[0];
         total[1] += sizes[1];
         out += &format!(
@@ -165,87 +186,92 @@ fn main() {
         total[1] / 1024,
         ratio(total[0] as f64, total[1] as f64)
     );
-    if let Ok(m) = std::fs::metadata(ours_dir.join("cni-plugins")) {
+    let multi = file_size(&ours_dir.join("cni-plugins"));
+    if multi > 0 {
+        let (go_count, go_suite) = std::fs::read_dir(GO_DIR)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok().filter(std::fs::Metadata::is_file))
+                    .fold((0u64, 0u64), |(n, b), m| (n + 1, b + m.len()))
+            })
+            .unwrap_or_default();
         out += &format!(
-            "| multi-call `cni-plugins` (all example plugins) | {} KiB | – | {} of the four Go binaries |\n",
-            m.len() / 1024,
-            ratio(m.len() as f64, total[1] as f64)
+            "| multi-call `cni-plugins` (the whole suite) vs Go's {go_count} binaries | {} KiB | {} KiB | {} |\n",
+            multi / 1024,
+            go_suite / 1024,
+            ratio(multi as f64, go_suite as f64)
         );
     }
 
-    // 2. VERSION latency.
-    let mut version_med = [Duration::ZERO; 2];
-    let mut row = Vec::new();
-    for (i, s) in sides.iter().enumerate() {
-        let mut t: Vec<Duration> = (0..rounds * 4)
-            .map(|_| {
-                exec(&s.dir.join("bridge"), &[("CNI_COMMAND", "VERSION".into())], br#"{"cniVersion":"1.0.0"}"#).took
-            })
-            .collect();
-        version_med[i] = percentile(&mut t, 0.5);
-        row.push(format!("{} / {}", ms(version_med[i]), ms(percentile(&mut t, 0.95))));
-    }
+    let mut targets = String::new();
+    // 2. VERSION latency, against the floor: a static Rust program printing the same reply.
+    // Ours, Go's, the floor and the variants are exec'd in turn, so load changes hit all alike.
+    let floor_dir = tempfile::tempdir().expect("tempdir");
+    let floor = floor::build(floor_dir.path());
+    let mut bins: Vec<PathBuf> = sides.iter().map(|s| s.dir.join("bridge")).collect();
+    bins.extend(floor.iter().cloned());
+    bins.extend(variants.iter().map(|(_, d)| d.join("bridge")));
+    let version = version_stats(&bins, rounds * 4);
     out += &format!(
-        "| VERSION exec (median / p95) | {} | {} | {} |\n",
-        row[0],
-        row[1],
-        ratio(version_med[0].as_secs_f64(), version_med[1].as_secs_f64())
+        "| VERSION exec (median / p95 wall; median CPU) | {} | {} | {} |\n",
+        version[0],
+        version[1],
+        ratio(version[0].wall.as_secs_f64(), version[1].wall.as_secs_f64())
     );
-    let mut floor: Vec<Duration> = (0..rounds * 4).map(|_| exec(Path::new("/bin/true"), &[], b"").took).collect();
-    let floor = ms(percentile(&mut floor, 0.5));
-    out += &format!("| floor: fork+exec+wait of `/bin/true` from this harness (median) | {floor} | {floor} | – |\n");
+    match &floor {
+        Ok(_) => {
+            let f = &version[2];
+            out += &format!(
+                "| floor: static Rust program printing the VERSION reply (built by the bench) | {f} | – | ours / floor {} |\n",
+                ratio(version[0].wall.as_secs_f64(), f.wall.as_secs_f64())
+            );
+            targets += &format!(
+                "* VERSION: ours / floor {} (target ≤ 1.3×), Go / ours {} (target ≥ 2.5×); CPU: ours / floor {}, Go / ours {}.\n",
+                ratio(version[0].wall.as_secs_f64(), f.wall.as_secs_f64()),
+                ratio(version[1].wall.as_secs_f64(), version[0].wall.as_secs_f64()),
+                ratio(version[0].cpu.as_secs_f64(), f.cpu.as_secs_f64()),
+                ratio(version[1].cpu.as_secs_f64(), version[0].cpu.as_secs_f64())
+            );
+        }
+        Err(why) => out += &format!("| floor: static Rust program — not built: {why} | – | – | – |\n"),
+    }
+    let mut t: Vec<Duration> = (0..rounds * 4).map(|_| exec(Path::new("/bin/true"), &[], b"").took).collect();
+    out += &format!(
+        "| `/bin/true` (dynamic), fork+exec+wait from this harness (median) | {} | – | – |\n",
+        ms(percentile(&mut t, 0.5))
+    );
 
     // 3. bridge + host-local ADD / DEL in a namespace, peak RSS of ADD.
     let data = tempfile::tempdir().expect("tempdir");
-    let mut add_med = [Duration::ZERO; 2];
-    let mut del_med = [Duration::ZERO; 2];
-    let mut rss = [0i64; 2];
-    let mut add_rows = Vec::new();
-    let mut del_rows = Vec::new();
-    for (i, s) in sides.iter().enumerate() {
-        let conf = json!({
-            "cniVersion": "1.0.0", "name": format!("bench{i}"), "type": "bridge", "bridge": s.bridge,
-            "isGateway": true, "ipam": {"type": "host-local", "subnet": s.subnet, "dataDir": data.path()}
-        })
-        .to_string();
-        let (mut adds, mut dels) = (Vec::new(), Vec::new());
-        for r in 0..rounds {
-            let ns = format!("cnibench-{i}-{r}");
-            netns_add(&ns);
-            let path = format!("/var/run/netns/{ns}");
-            let id = format!("bench{r}");
-            let add = exec(&s.dir.join("bridge"), &env_for("ADD", &id, &path, &s.dir), conf.as_bytes());
-            assert_eq!(add.code, 0, "{} ADD failed: {}", s.name, String::from_utf8_lossy(&add.stdout));
-            rss[i] = rss[i].max(add.max_rss_kib);
-            adds.push(add.took);
-            let del = exec(&s.dir.join("bridge"), &env_for("DEL", &id, &path, &s.dir), conf.as_bytes());
-            assert_eq!(del.code, 0, "{} DEL failed", s.name);
-            dels.push(del.took);
-            netns_del(&ns);
-        }
-        let _ = Command::new("ip").args(["link", "del", &s.bridge]).status();
-        add_med[i] = percentile(&mut adds, 0.5);
-        del_med[i] = percentile(&mut dels, 0.5);
-        add_rows.push(format!("{} / {}", ms(add_med[i]), ms(percentile(&mut adds, 0.95))));
-        del_rows.push(format!("{} / {}", ms(del_med[i]), ms(percentile(&mut dels, 0.95))));
+    let mut add_targets: Vec<(PathBuf, String, String)> =
+        sides.iter().map(|s| (s.dir.clone(), s.bridge.clone(), s.subnet.clone())).collect();
+    for (i, (_, dir)) in variants.iter().enumerate() {
+        add_targets.push((dir.clone(), format!("cnibench-v{i}"), format!("10.{}.0.0/16", 240 + i)));
     }
+    let adds = add_stats(&add_targets, data.path(), rounds);
     out += &format!(
-        "| bridge+host-local ADD (median / p95) | {} | {} | {} |\n",
-        add_rows[0],
-        add_rows[1],
-        ratio(add_med[0].as_secs_f64(), add_med[1].as_secs_f64())
+        "| bridge+host-local ADD (median / p95 wall; median CPU incl. host-local) | {} | {} | {} |\n",
+        adds[0].add,
+        adds[1].add,
+        ratio(adds[0].add.wall.as_secs_f64(), adds[1].add.wall.as_secs_f64())
     );
     out += &format!(
-        "| bridge+host-local DEL (median / p95) | {} | {} | {} |\n",
-        del_rows[0],
-        del_rows[1],
-        ratio(del_med[0].as_secs_f64(), del_med[1].as_secs_f64())
+        "| bridge+host-local DEL (median / p95 wall; median CPU) | {} | {} | {} |\n",
+        adds[0].del,
+        adds[1].del,
+        ratio(adds[0].del.wall.as_secs_f64(), adds[1].del.wall.as_secs_f64())
     );
     out += &format!(
-        "| peak RSS of the bridge ADD process | {} KiB | {} KiB | {} |\n",
-        rss[0],
-        rss[1],
-        ratio(rss[0] as f64, rss[1] as f64)
+        "| peak RSS of the bridge ADD (plugin or host-local, the larger) | {} KiB | {} KiB | {} |\n",
+        adds[0].rss_kib,
+        adds[1].rss_kib,
+        ratio(adds[0].rss_kib as f64, adds[1].rss_kib as f64)
+    );
+    targets += &format!(
+        "* ADD: Go / ours {} wall, {} CPU (target ≥ 2×, stretch 3×); peak RSS ours / Go {} (target ≤ 0.5×).\n",
+        ratio(adds[1].add.wall.as_secs_f64(), adds[0].add.wall.as_secs_f64()),
+        ratio(adds[1].add.cpu.as_secs_f64(), adds[0].add.cpu.as_secs_f64()),
+        ratio(adds[0].rss_kib as f64, adds[1].rss_kib as f64)
     );
 
     // 4. host-local: 64 concurrent ADDs from separate processes.
@@ -294,9 +320,6 @@ fn main() {
     );
 
     // 5. Runtimes: cnitool add+del of a bridge+loopback conflist on Go's plugins.
-    let libcni =
-        std::env::var_os("LIBCNI_CNITOOL").map_or_else(|| root.join("target/interop/libcni-cnitool"), PathBuf::from);
-    let ours_tool = ours_dir.join("cnitool");
     if libcni.is_file() && ours_tool.is_file() {
         let confdir = tempfile::tempdir().expect("tempdir");
         let cache = tempfile::tempdir().expect("tempdir");
@@ -313,6 +336,9 @@ fn main() {
             ("loopback+passthrough (runtime-bound), our plugins", "rtlight", ours_dir.clone()),
         ];
         for (label, network, plugin_dir) in cases {
+            if network == "rtlight" && !plugin_dir.join("passthrough").is_file() {
+                continue;
+            }
             let mut med = [Duration::ZERO; 2];
             let mut rows = Vec::new();
             for (i, tool) in [&ours_tool, &libcni].iter().enumerate() {
@@ -353,9 +379,141 @@ fn main() {
             );
         }
     }
-    out += &host_local_scale(&ours_dir, scale_rounds);
-    out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
+    out += "\n";
+    out += &targets;
+    if !variants.is_empty() {
+        let first_variant = version.len() - variants.len();
+        out += &variants_table(&sides[0], &variants, &version[first_variant..], &version[0], &adds);
+    }
+    out += &pods_table(&libcni, &ours_tool, &ours_dir, pod_rounds);
+    if !core_only {
+        out += &host_local_scale(&ours_dir, scale_rounds);
+        out += &firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds);
+    }
     print!("{out}");
+}
+
+fn file_size(path: &Path) -> u64 {
+    std::fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// Medians of a series of execs.
+struct Stats {
+    wall: Duration,
+    p95: Duration,
+    cpu: Duration,
+}
+
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} / {}; {}", ms(self.wall), ms(self.p95), ms(self.cpu))
+    }
+}
+
+fn stats(mut wall: Vec<Duration>, mut cpu: Vec<Duration>) -> Stats {
+    Stats { wall: percentile(&mut wall, 0.5), p95: percentile(&mut wall, 0.95), cpu: percentile(&mut cpu, 0.5) }
+}
+
+/// `n` VERSION execs of each of `bins`, in turn.
+fn version_stats(bins: &[PathBuf], n: usize) -> Vec<Stats> {
+    let mut samples: Vec<[Vec<Duration>; 2]> = bins.iter().map(|_| Default::default()).collect();
+    for _ in 0..n {
+        for (bin, s) in bins.iter().zip(&mut samples) {
+            let e = exec(bin, &[("CNI_COMMAND", "VERSION".into())], br#"{"cniVersion":"1.0.0"}"#);
+            assert_eq!(e.code, 0, "{} VERSION failed", bin.display());
+            s[0].push(e.took);
+            s[1].push(e.cpu);
+        }
+    }
+    samples.into_iter().map(|[wall, cpu]| stats(wall, cpu)).collect()
+}
+
+/// bridge+host-local ADD and DEL of the plugins in `dir`, one fresh namespace per round.
+struct AddStats {
+    add: Stats,
+    del: Stats,
+    rss_kib: i64,
+}
+
+/// bridge+host-local ADD and DEL for each `(plugin dir, bridge, subnet)`, in turn round by
+/// round, one fresh container namespace per ADD.
+fn add_stats(targets: &[(PathBuf, String, String)], data: &Path, rounds: usize) -> Vec<AddStats> {
+    let confs: Vec<String> = targets
+        .iter()
+        .enumerate()
+        .map(|(tag, (_, bridge, subnet))| {
+            json!({
+                "cniVersion": "1.0.0", "name": format!("bench{tag}"), "type": "bridge", "bridge": bridge,
+                "isGateway": true, "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}
+            })
+            .to_string()
+        })
+        .collect();
+    let mut samples: Vec<[Vec<Duration>; 4]> = targets.iter().map(|_| Default::default()).collect();
+    let mut rss = vec![0; targets.len()];
+    for r in 0..rounds {
+        for (tag, (dir, _, _)) in targets.iter().enumerate() {
+            let ns = format!("cnibench-{tag}-{r}");
+            netns_add(&ns);
+            let path = format!("/var/run/netns/{ns}");
+            let id = format!("bench{r}");
+            let add = exec(&dir.join("bridge"), &env_for("ADD", &id, &path, dir), confs[tag].as_bytes());
+            assert_eq!(add.code, 0, "{} ADD failed: {}", dir.display(), String::from_utf8_lossy(&add.stdout));
+            rss[tag] = rss[tag].max(add.max_rss_kib);
+            let del = exec(&dir.join("bridge"), &env_for("DEL", &id, &path, dir), confs[tag].as_bytes());
+            assert_eq!(del.code, 0, "{} DEL failed", dir.display());
+            netns_del(&ns);
+            for (v, d) in samples[tag].iter_mut().zip([add.took, add.cpu, del.took, del.cpu]) {
+                v.push(d);
+            }
+        }
+    }
+    for (_, bridge, _) in targets {
+        let _ = Command::new("ip").args(["link", "del", bridge]).status();
+    }
+    samples
+        .into_iter()
+        .zip(rss)
+        .map(|([aw, ac, dw, dc], rss_kib)| AddStats { add: stats(aw, ac), del: stats(dw, dc), rss_kib })
+        .collect()
+}
+
+/// Other builds of our plugins (`--variant LABEL=DIR`, e.g. statically linked) next to the
+/// default build, measured in the same interleaved runs: bridge size, VERSION, ADD, peak RSS.
+fn variants_table(
+    ours: &Side,
+    variants: &[(String, PathBuf)],
+    version: &[Stats],
+    ours_version: &Stats,
+    adds: &[AddStats],
+) -> String {
+    let mut out = String::from(
+        "\n| build of our `bridge` | size | VERSION (median / p95 wall; CPU) | ADD (median / p95 wall; CPU) | peak RSS of ADD |\n|---|---:|---:|---:|---:|\n",
+    );
+    let rows = std::iter::once(("default build", &ours.dir, ours_version, &adds[0]))
+        .chain(variants.iter().zip(version).zip(&adds[2..]).map(|(((l, d), v), a)| (l.as_str(), d, v, a)));
+    for (label, dir, v, a) in rows {
+        out += &format!(
+            "| {label} | {} KiB | {v} | {} | {} KiB |\n",
+            file_size(&dir.join("bridge")) / 1024,
+            a.add,
+            a.rss_kib
+        );
+    }
+    out
+}
+
+/// The parallel pods table: the Go stack, ours, and Go libcni with our plugins.
+fn pods_table(libcni: &Path, ours_tool: &Path, ours_dir: &Path, rounds: usize) -> String {
+    if !libcni.is_file() || !ours_tool.is_file() {
+        return format!("\nParallel pods: skipped ({} or {} missing).\n", libcni.display(), ours_tool.display());
+    }
+    let cases = [
+        pods::Case { label: "Go: libcni + Go plugins", tool: libcni.to_owned(), plugins: PathBuf::from(GO_DIR) },
+        pods::Case { label: "ours: cnitool + our plugins", tool: ours_tool.to_owned(), plugins: ours_dir.to_owned() },
+        pods::Case { label: "libcni + our plugins", tool: libcni.to_owned(), plugins: ours_dir.to_owned() },
+    ];
+    pods::parallel_table(&cases, rounds)
 }
 
 /// The machine line heading every report.
