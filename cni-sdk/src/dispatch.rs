@@ -203,7 +203,7 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
 ) -> Result<Step<C>, Failure> {
     let (partial, obj) = match prepare_untyped(options, env, stdin, stderr, services)? {
         Untyped::Done(output) => return Ok(Step::Done(output)),
-        Untyped::Parse(partial, obj) => (partial, obj),
+        Untyped::Parse(partial, obj) => (*partial, obj),
     };
     let config = match serde_json::from_value::<NetworkConfig<C>>(Value::Object(obj)) {
         Ok(config) => config,
@@ -218,7 +218,7 @@ enum Untyped {
     /// Answered without a handler (no verb, VERSION).
     Done(Output),
     /// The configuration object to parse into the plugin's type, and the rest of the request.
-    Parse(Partial, serde_json::Map<String, Value>),
+    Parse(Box<Partial>, serde_json::Map<String, Value>),
 }
 
 /// A request past steps 1–5, waiting for its typed configuration.
@@ -426,7 +426,7 @@ fn prepare_untyped(
         env: Arc::new(env),
         services,
     };
-    Ok(Untyped::Parse(Partial { request, err_version, prev_result }, obj))
+    Ok(Untyped::Parse(Box::new(Partial { request, err_version, prev_result }), obj))
 }
 
 /// The handler of one request, boxed: the one future that depends on the plugin type.
