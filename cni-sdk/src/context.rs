@@ -109,38 +109,50 @@ impl<C> Context<C> {
     }
 
     /// The plugin's own (host) network namespace.
-    pub async fn host_net(&self) -> Result<crate::net::Net> {
-        self.services
-            .host_net()
-            .await
-            .map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
+    pub fn host_net(&self) -> impl std::future::Future<Output = Result<crate::net::Net>> + '_ {
+        host_net(&self.services)
     }
 
     /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
-    pub async fn container_net(&self) -> Result<crate::net::Net> {
-        match self.container_net_if_exists().await? {
-            Some(net) => Ok(net),
-            None => {
-                let path = self.netns.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
-                Err(crate::Error::from_kind(crate::ErrorKind::NetnsGone, format!("failed to open netns {path:?}"))
-                    .with_details("the network namespace does not exist"))
-            }
-        }
+    pub fn container_net(&self) -> impl std::future::Future<Output = Result<crate::net::Net>> + '_ {
+        container_net(&self.services, self.netns.as_deref())
     }
 
     /// The container's network namespace, or `None` when `CNI_NETNS` is unset or the namespace
     /// is already gone (what DEL needs to stay idempotent).
-    pub async fn container_net_if_exists(&self) -> Result<Option<crate::net::Net>> {
-        let Some(path) = self.netns.as_deref() else { return Ok(None) };
-        self.services.open_net(path).await.map_err(|e| {
-            crate::Error::from(e).context(format!("failed to open netns {:?}", path.display().to_string()))
-        })
+    pub fn container_net_if_exists(&self) -> impl std::future::Future<Output = Result<Option<crate::net::Net>>> + '_ {
+        container_net_if_exists(&self.services, self.netns.as_deref())
     }
 
     /// The whole environment the plugin was started with (delegates inherit it).
     pub fn env_map(&self) -> &BTreeMap<String, String> {
         &self.env
     }
+}
+
+// The namespace methods of `Context`, compiled once instead of once per configuration type.
+
+async fn host_net(services: &Services) -> Result<crate::net::Net> {
+    services.host_net().await.map_err(|e| crate::Error::from(e).context("cannot open the host network namespace"))
+}
+
+async fn container_net(services: &Services, netns: Option<&Path>) -> Result<crate::net::Net> {
+    match container_net_if_exists(services, netns).await? {
+        Some(net) => Ok(net),
+        None => {
+            let path = netns.map(|p| p.display().to_string()).unwrap_or_default();
+            Err(crate::Error::from_kind(crate::ErrorKind::NetnsGone, format!("failed to open netns {path:?}"))
+                .with_details("the network namespace does not exist"))
+        }
+    }
+}
+
+async fn container_net_if_exists(services: &Services, netns: Option<&Path>) -> Result<Option<crate::net::Net>> {
+    let Some(path) = netns else { return Ok(None) };
+    services
+        .open_net(path)
+        .await
+        .map_err(|e| crate::Error::from(e).context(format!("failed to open netns {:?}", path.display().to_string())))
 }
 
 impl<C: fmt::Debug> fmt::Debug for Context<C> {

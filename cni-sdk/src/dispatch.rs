@@ -27,10 +27,14 @@
 //! 8. The handler runs inside a span with the verb and container ID; a panic is reported as an
 //!    error object. ADD prints the result in the configuration's version.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::io::{Read, Write};
+use std::marker::PhantomData;
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use cni_types::{CniArgs, CniResult, ErrorCode, NetworkConfig, SpecVersion, VersionInfo, ident};
@@ -70,9 +74,25 @@ pub async fn run<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<
 
 /// Runs `plugin` for one invocation with the given services and returns the exit code.
 pub async fn run_with<P: Plugin>(plugin: &P, options: &PluginOptions, io: Invocation<'_>, services: Services) -> i32 {
+    run_erased(typed::<P, &P, _>(move || plugin), options, io, services).await
+}
+
+/// [`run_with`] past the plugin type: compiled once, whatever the plugin.
+async fn run_erased(prepare: Prepare<'_>, options: &PluginOptions, io: Invocation<'_>, services: Services) -> i32 {
     let Invocation { env, stdin, stdout, stderr } = io;
     let span = request_span(&env);
-    let outcome = run_inner(plugin, options, env, stdin, stderr, services).instrument(span.clone()).await;
+    let outcome = async move {
+        match prepare(options, env, stdin, stderr, services)? {
+            ErasedStep::Done(output) => Ok(output),
+            ErasedStep::Handle(mut ready, meta) => {
+                let outcome = handle(ready.start(), &meta).await;
+                drop(ready);
+                outcome
+            }
+        }
+    }
+    .instrument(span.clone())
+    .await;
     finish(&span, outcome, stdout)
 }
 
@@ -169,22 +189,11 @@ fn required(cmd: Command, strict: bool) -> [bool; 4] {
     }
 }
 
-async fn run_inner<P: Plugin>(
-    plugin: &P,
-    options: &PluginOptions,
-    env: BTreeMap<String, String>,
-    stdin: &mut dyn Read,
-    stderr: &mut dyn Write,
-    services: Services,
-) -> Result<Output, Failure> {
-    match prepare(options, env, stdin, stderr, services)? {
-        Step::Done(output) => Ok(output),
-        Step::Handle(cx, err_version) => handle(plugin, &cx, &err_version).await,
-    }
-}
-
 /// Steps 1–7: everything up to the handler, synchronous, so that the generated `main` answers
 /// VERSION and rejects bad requests before it builds a runtime or the plugin value.
+///
+/// Only the typed configuration (step 6) depends on the plugin type: it is parsed here, between
+/// the two halves compiled once ([`prepare_untyped`] and [`Partial::finish`]).
 pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
     options: &PluginOptions,
     env: BTreeMap<String, String>,
@@ -192,6 +201,115 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
     stderr: &mut dyn Write,
     services: Services,
 ) -> Result<Step<C>, Failure> {
+    let (partial, obj) = match prepare_untyped(options, env, stdin, stderr, services)? {
+        Untyped::Done(output) => return Ok(Step::Done(output)),
+        Untyped::Parse(partial, obj) => (*partial, obj),
+    };
+    let config = match serde_json::from_value::<NetworkConfig<C>>(Value::Object(obj)) {
+        Ok(config) => config,
+        Err(e) => return Err(partial.config_error(e)),
+    };
+    let (request, err_version) = partial.finish()?;
+    Ok(Step::Handle(Box::new(request.into_context(config)), err_version))
+}
+
+/// Where steps 1–5 leave a request.
+enum Untyped {
+    /// Answered without a handler (no verb, VERSION).
+    Done(Output),
+    /// The configuration object to parse into the plugin's type, and the rest of the request.
+    Parse(Box<Partial>, serde_json::Map<String, Value>),
+}
+
+/// A request past steps 1–5, waiting for its typed configuration.
+struct Partial {
+    request: Request,
+    err_version: String,
+    /// `prevResult` parsed ahead (ADD, DEL, CHECK); reported after the typed configuration.
+    prev_result: Result<Option<CniResult>, cni_types::ResultError>,
+}
+
+/// Every part of a [`Context`] but the typed configuration.
+struct Request {
+    command: Command,
+    container_id: String,
+    netns: Option<PathBuf>,
+    ifname: String,
+    args: CniArgs,
+    cni_path: Vec<PathBuf>,
+    prev_result: Option<CniResult>,
+    version: SpecVersion,
+    raw_config: Arc<[u8]>,
+    env: Arc<BTreeMap<String, String>>,
+    services: Services,
+}
+
+impl Request {
+    fn into_context<C>(self, config: NetworkConfig<C>) -> Context<C> {
+        let Request {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+            cni_path,
+            prev_result,
+            version,
+            raw_config,
+            env,
+            services,
+        } = self;
+        Context {
+            command,
+            container_id,
+            netns,
+            ifname,
+            args,
+            cni_path,
+            config,
+            prev_result,
+            version,
+            raw_config,
+            env,
+            services,
+        }
+    }
+}
+
+impl Partial {
+    /// Step 6 failed: the configuration does not fit the plugin's type.
+    fn config_error(self, e: serde_json::Error) -> Failure {
+        let msg = format!("failed to parse network configuration: {e}");
+        Failure { error: Error::new(ErrorCode::InvalidNetworkConfig, msg), version: self.err_version }
+    }
+
+    /// The rest of step 6 (`prevResult`) and step 7 (the netns guard).
+    fn finish(self) -> Result<(Request, String), Failure> {
+        let Partial { mut request, err_version, prev_result } = self;
+        let fail = |error: Error| Failure { error, version: err_version.clone() };
+        request.prev_result = prev_result.map_err(|e| fail(Error::new(ErrorCode::DecodingFailure, e.to_string())))?;
+
+        // 7. The netns guard.
+        if matches!(request.command, Command::Add | Command::Del)
+            && !netns_override(&request.env)
+            && let Some(path) = request.netns.as_deref().and_then(|p| p.to_str())
+            && crate::guard::is_own_netns(path)
+        {
+            let msg = "plugin's netns and netns from CNI_NETNS should not be the same";
+            return Err(fail(Error::new(ErrorCode::InvalidNetNs, msg).with_details(path)));
+        }
+        Ok((request, err_version))
+    }
+}
+
+/// Steps 1–5 and the untyped parts of step 6.
+fn prepare_untyped(
+    options: &PluginOptions,
+    env: BTreeMap<String, String>,
+    stdin: &mut dyn Read,
+    stderr: &mut dyn Write,
+    services: Services,
+) -> Result<Untyped, Failure> {
     let newest = options.newest_version().as_str().to_owned();
     let fail = |error: Error, version: &str| Failure { error, version: version.to_owned() };
 
@@ -199,7 +317,7 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
     let Some(raw_cmd) = env_get(&env, "CNI_COMMAND") else {
         let versions: Vec<&str> = options.supported_versions().iter().map(|v| v.as_str()).collect();
         let _ = writeln!(stderr, "{}\nCNI protocol versions supported: {}", options.about(), versions.join(", "));
-        return Ok(Step::Done(Output::Nothing));
+        return Ok(Untyped::Done(Output::Nothing));
     };
     let cmd: Command = raw_cmd.parse().map_err(|e: cni_types::UnknownCommand| {
         fail(Error::new(ErrorCode::InvalidEnvironmentVariables, e.to_string()), &newest)
@@ -207,7 +325,7 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
 
     // 2. VERSION.
     if cmd == Command::Version {
-        return Ok(Step::Done(Output::Document(Doc::Compact(version_reply(options, stdin)))));
+        return Ok(Untyped::Done(Output::Document(Doc::Compact(version_reply(options, stdin)))));
     }
 
     // 3. Environment.
@@ -281,29 +399,19 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
     // 5. Version gate.
     let version = negotiate(cmd, &config_version, options).map_err(fail)?;
 
-    // 6. Typed configuration and prevResult.
-    let config: NetworkConfig<C> = serde_json::from_value(Value::Object(obj)).map_err(|e| {
-        fail(Error::new(ErrorCode::InvalidNetworkConfig, format!("failed to parse network configuration: {e}")))
-    })?;
+    // 6. `prevResult` (the typed configuration is parsed by `prepare`, and its errors come first;
+    // when it parses, its `cniVersion` is `config_version` and its `prevResult` this value).
     let prev_result = match cmd {
-        Command::Add | Command::Del | Command::Check => {
-            config.parse_prev_result().map_err(|e| fail(Error::new(ErrorCode::DecodingFailure, e.to_string())))?
-        }
-        _ => None,
+        Command::Add | Command::Del | Command::Check => match obj.get("prevResult") {
+            None | Some(Value::Null) => Ok(None),
+            Some(prev) => SpecVersion::from_document(&config_version)
+                .map_err(cni_types::ResultError::from)
+                .and_then(|v| CniResult::parse_prev_result(prev, v))
+                .map(Some),
+        },
+        _ => Ok(None),
     };
-
-    // 7. The netns guard.
-    if matches!(cmd, Command::Add | Command::Del)
-        && !netns_override(&env)
-        && let Some(path) = netns
-        && crate::guard::is_own_netns(path)
-    {
-        let msg = "plugin's netns and netns from CNI_NETNS should not be the same";
-        return Err(fail(Error::new(ErrorCode::InvalidNetNs, msg).with_details(path)));
-    }
-
-    // 8. The handler.
-    let cx = Context {
+    let request = Request {
         command: cmd,
         container_id: container_id.unwrap_or_default().to_owned(),
         netns: netns.map(PathBuf::from),
@@ -312,25 +420,111 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
         cni_path: cni_path
             .map(|p| std::env::split_paths(p).filter(|p| !p.as_os_str().is_empty()).collect())
             .unwrap_or_default(),
-        config,
-        prev_result,
+        prev_result: None,
         version,
         raw_config: Arc::from(raw),
         env: Arc::new(env),
         services,
     };
-    Ok(Step::Handle(Box::new(cx), err_version))
+    Ok(Untyped::Parse(Box::new(Partial { request, err_version, prev_result }), obj))
+}
+
+/// The handler of one request, boxed: the one future that depends on the plugin type.
+pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = crate::Result<Option<CniResult>>> + 'a>>;
+
+/// What step 8 needs besides the handler's future.
+pub(crate) struct HandleMeta {
+    cmd: Command,
+    version: SpecVersion,
+    err_version: String,
+}
+
+/// A request that passed steps 1–7, with its plugin (made by `start`), behind a trait object so
+/// that the dispatcher around it is compiled once.
+pub(crate) trait Ready {
+    /// The request's environment.
+    fn env_map(&self) -> &BTreeMap<String, String>;
+    /// Makes the plugin value (first call) and returns the handler of the verb.
+    fn start(&mut self) -> HandlerFuture<'_>;
+    /// Drops the plugin value (before the runtime it ran on goes), keeping the context.
+    fn drop_plugin(&mut self);
+}
+
+/// [`Step`] with the plugin type erased.
+pub(crate) enum ErasedStep<'a> {
+    /// Answered without a handler (no verb, VERSION).
+    Done(Output),
+    /// Every check passed.
+    Handle(Box<dyn Ready + 'a>, HandleMeta),
+}
+
+/// Steps 1–7 of one plugin type, behind a box (see [`typed`]).
+pub(crate) type Prepare<'a> = Box<
+    dyn FnOnce(
+            &PluginOptions,
+            BTreeMap<String, String>,
+            &mut dyn Read,
+            &mut dyn Write,
+            Services,
+        ) -> Result<ErasedStep<'a>, Failure>
+        + 'a,
+>;
+
+/// The part of a request that depends on the plugin type `P`: its steps 1–7 ([`prepare`] with
+/// `P::Config`) and, once they passed, its plugin value (`make`, called by [`Ready::start`]) and
+/// handler. Everything else takes what this returns.
+pub(crate) fn typed<'a, P, Q, F>(make: F) -> Prepare<'a>
+where
+    P: Plugin + 'a,
+    P::Config: 'a,
+    Q: Borrow<P> + 'a,
+    F: FnOnce() -> Q + 'a,
+{
+    Box::new(move |options, env, stdin, stderr, services| {
+        Ok(match prepare::<P::Config>(options, env, stdin, stderr, services)? {
+            Step::Done(output) => ErasedStep::Done(output),
+            Step::Handle(cx, err_version) => {
+                let meta = HandleMeta { cmd: cx.command, version: cx.version, err_version };
+                let ready = TypedReady::<P, Q, F> { make: Some(make), plugin: None, cx, _plugin: PhantomData };
+                ErasedStep::Handle(Box::new(ready), meta)
+            }
+        })
+    })
+}
+
+/// [`Ready`] for plugin type `P` (held as `Q`: the value or a reference to it).
+struct TypedReady<P: Plugin, Q, F> {
+    make: Option<F>,
+    plugin: Option<Q>,
+    cx: Box<Context<P::Config>>,
+    _plugin: PhantomData<fn() -> P>,
+}
+
+impl<P: Plugin, Q: Borrow<P>, F: FnOnce() -> Q> Ready for TypedReady<P, Q, F> {
+    fn env_map(&self) -> &BTreeMap<String, String> {
+        self.cx.env_map()
+    }
+
+    fn start(&mut self) -> HandlerFuture<'_> {
+        if let Some(make) = self.make.take() {
+            self.plugin = Some(make());
+        }
+        match &self.plugin {
+            Some(plugin) => Box::pin(call(plugin.borrow(), &self.cx)),
+            None => Box::pin(std::future::ready(Err(Error::internal("the plugin value was already dropped")))),
+        }
+    }
+
+    fn drop_plugin(&mut self) {
+        self.plugin = None;
+    }
 }
 
 /// Step 8: the handler, with a panic reported as an error object.
-pub(crate) async fn handle<P: Plugin>(
-    plugin: &P,
-    cx: &Context<P::Config>,
-    err_version: &str,
-) -> Result<Output, Failure> {
-    let fail = |error: Error| Failure { error, version: err_version.to_owned() };
-    let (cmd, version) = (cx.command, cx.version);
-    let outcome = AssertUnwindSafe(call(plugin, cx)).catch_unwind().await;
+pub(crate) async fn handle(handler: HandlerFuture<'_>, meta: &HandleMeta) -> Result<Output, Failure> {
+    let fail = |error: Error| Failure { error, version: meta.err_version.clone() };
+    let (cmd, version) = (meta.cmd, meta.version);
+    let outcome = AssertUnwindSafe(handler).catch_unwind().await;
     match outcome {
         Ok(Ok(Some(result))) => {
             let doc = result.to_value(version).map_err(|e| fail(Error::internal(e.to_string())))?;

@@ -34,8 +34,13 @@ pub fn run<P: PluginEntry>() -> ! {
 /// answered before the async runtime and — when nothing the dispatcher logs could be shown
 /// (`CNI_LOG_LEVEL` at `info` or below, no `CNI_LOG_FILE`) — the logging subscriber are built.
 /// What is printed is the same as with everything built up front.
-#[allow(clippy::exit)]
 fn main_with_services<P: Plugin>(plugin: P, options: PluginOptions, services: crate::Services) -> ! {
+    main_erased(crate::dispatch::typed::<P, P, _>(move || plugin), options, services)
+}
+
+/// [`main_with_services`] past the plugin type: compiled once, whatever the plugin.
+#[allow(clippy::exit)]
+fn main_erased(prepare: crate::dispatch::Prepare<'_>, options: PluginOptions, services: crate::Services) -> ! {
     let env = process_env();
     let lazy_logging = crate::logging::dispatcher_is_silent(&env);
     if !lazy_logging {
@@ -45,12 +50,12 @@ fn main_with_services<P: Plugin>(plugin: P, options: PluginOptions, services: cr
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
     let io = Io { stdin: &mut stdin, stdout: &mut stdout, stderr: &mut stderr };
-    let before_handler = |env: &BTreeMap<String, String>| {
+    let mut before_handler = |env: &BTreeMap<String, String>| {
         if lazy_logging {
             init_logging(env);
         }
     };
-    let code = serve(move || plugin, &options, env, io, services, before_handler, std::future::pending())
+    let code = serve(prepare, &options, env, io, services, &mut before_handler, std::pin::pin!(std::future::pending()))
         .unwrap_or(crate::dispatch::EXIT_FAILURE);
     let _ = stdout.flush();
     std::process::exit(code)
@@ -69,34 +74,37 @@ struct Io<'a> {
 ///
 /// Shared by the process entry and by in-process delegation in multi-call binaries, so that both
 /// print exactly the same bytes.
-fn serve<P: Plugin>(
-    make: impl FnOnce() -> P,
+fn serve(
+    prepare: crate::dispatch::Prepare<'_>,
     options: &PluginOptions,
     env: BTreeMap<String, String>,
     io: Io<'_>,
     services: crate::Services,
-    before_handler: impl FnOnce(&BTreeMap<String, String>),
-    cancel: impl std::future::Future<Output = ()>,
+    before_handler: &mut dyn FnMut(&BTreeMap<String, String>),
+    cancel: std::pin::Pin<&mut dyn std::future::Future<Output = ()>>,
 ) -> Option<i32> {
     let Io { stdin, stdout, stderr } = io;
     let span = crate::dispatch::request_span(&env);
     let prepared = {
         let _entered = span.enter();
-        crate::dispatch::prepare::<P::Config>(options, env, stdin, stderr, services)
+        prepare(options, env, stdin, stderr, services)
     };
     let outcome = match prepared {
-        Ok(crate::dispatch::Step::Handle(cx, err_version)) => {
-            before_handler(cx.env_map());
+        Ok(crate::dispatch::ErasedStep::Handle(mut ready, meta)) => {
+            before_handler(ready.env_map());
             match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => {
-                    let plugin = make();
-                    let handled =
-                        std::pin::pin!(crate::dispatch::handle(&plugin, &cx, &err_version).instrument(span.clone()));
-                    let cancel = std::pin::pin!(cancel);
-                    match rt.block_on(futures_util::future::select(handled, cancel)) {
-                        futures_util::future::Either::Left((outcome, _)) => outcome,
-                        futures_util::future::Either::Right(((), _)) => return None,
-                    }
+                    let outcome = {
+                        let handled =
+                            std::pin::pin!(crate::dispatch::handle(ready.start(), &meta).instrument(span.clone()));
+                        match rt.block_on(futures_util::future::select(handled, cancel)) {
+                            futures_util::future::Either::Left((outcome, _)) => Some(outcome),
+                            futures_util::future::Either::Right(((), _)) => None,
+                        }
+                    };
+                    // The plugin value goes before the runtime it ran on, the context after.
+                    ready.drop_plugin();
+                    outcome?
                 }
                 Err(e) => {
                     let err = crate::Error::internal("failed to start the async runtime").with_source(e);
@@ -107,7 +115,7 @@ fn serve<P: Plugin>(
                 }
             }
         }
-        Ok(crate::dispatch::Step::Done(output)) => Ok(output),
+        Ok(crate::dispatch::ErasedStep::Done(output)) => Ok(output),
         Err(failure) => Err(failure),
     };
     Some(crate::dispatch::finish(&span, outcome, stdout))
@@ -171,10 +179,11 @@ pub fn in_process<P: PluginEntry>(request: InProcessRequest) -> crate::exec::Raw
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
     let mut input: &[u8] = &stdin;
     let io = Io { stdin: &mut input, stdout: &mut stdout, stderr: &mut stderr };
-    let stopped = async {
+    let stopped = std::pin::pin!(async {
         let _ = cancel.await;
-    };
-    let code = serve(P::create, &P::options(), env, io, services, |_| {}, stopped);
+    });
+    let code =
+        serve(crate::dispatch::typed::<P, P, _>(P::create), &P::options(), env, io, services, &mut |_| {}, stopped);
     crate::exec::RawOutput { code, stdout, stderr }
 }
 

@@ -44,9 +44,52 @@ fn nl_err(e: rtnetlink::Error, context: impl fmt::Display) -> NetError {
         rtnetlink::Error::NetlinkError(msg) if msg.raw_code() != 0 => {
             NetError::from_errno(msg.raw_code().abs(), context)
         }
-        _ => NetError::new(NetErrorKind::Other, format!("{context}: {e}")).with_source(e),
+        _ => {
+            let e = NlSource(e);
+            NetError::new(NetErrorKind::Other, format!("{context}: {e}")).with_source(e)
+        }
     }
 }
+
+/// An rtnetlink error as the source of a [`NetError`]: rtnetlink's text, except that an
+/// unexpected message is named by its header instead of dumped whole. rtnetlink's own `Display`
+/// and `Debug` format the message with `Debug`, which links the `Debug` of every netlink message
+/// type (about 130 KiB) into each plugin binary for an error that does not happen in practice.
+struct NlSource(rtnetlink::Error);
+
+impl fmt::Display for NlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use rtnetlink::Error as E;
+        match &self.0 {
+            E::UnexpectedMessage(msg) => write!(
+                f,
+                "Received an unexpected message (type {}, flags {:#x}, sequence {})",
+                msg.header.message_type, msg.header.flags, msg.header.sequence_number
+            ),
+            E::NetlinkError(err) => write!(f, "Received a netlink error message {err}"),
+            E::RequestFailed => f.write_str("A netlink request failed"),
+            E::NamespaceError(err) => write!(f, "Namespace error {err}"),
+            E::InvalidHardwareAddress(addr) => write!(
+                f,
+                "Received a link message (RTM_GETLINK, RTM_NEWLINK, RTM_SETLINK or RTMGETLINK) with an invalid \
+                 hardware address attribute: {addr:?}."
+            ),
+            E::InvalidIp(addr) => write!(f, "Failed to parse an IP address: {addr:?}"),
+            E::InvalidAddress(ip, mask) => {
+                write!(f, "Failed to parse a network address (IP and mask): {ip:?}/{mask:?}")
+            }
+            E::InvalidNla(nla) => write!(f, "Attempting to set and Invalid NLA: {nla}"),
+        }
+    }
+}
+
+impl fmt::Debug for NlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("NlSource").field(&format_args!("{self}")).finish()
+    }
+}
+
+impl std::error::Error for NlSource {}
 
 fn io_err(e: std::io::Error, context: impl fmt::Display) -> NetError {
     match e.raw_os_error() {
