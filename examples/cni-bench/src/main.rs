@@ -143,7 +143,9 @@ fn main() {
             "firewall" => print!("{}", firewall::scaling_table(Path::new(GO_DIR), &ours_dir, fw_rounds)),
             "pods" => print!("{}{}", machine(pod_rounds), pods_table(&libcni, &ours_tool, &ours_dir, pod_rounds)),
             "core" => {}
-            other => panic!("--only {other}: the sections that run alone are core, host-local-scale, firewall and pods"),
+            other => {
+                panic!("--only {other}: the sections that run alone are core, host-local-scale, firewall and pods")
+            }
         }
         if section != "core" {
             return;
