@@ -127,8 +127,8 @@ impl Bridge {
         // We want to own the routes for this interface.
         let _ = host.set_sysctl(&format!("net/ipv6/conf/{}/accept_ra", n.bridge), "0").await;
         host.set_up(br.index).await.map_err(|e| fail(e.to_string()))?;
-        // ADD uses the bridge's index and name only (its MAC is read again at the end), so the
-        // link as `execute` returned it will do; no need to fetch it again.
+        // ADD uses the bridge's index, name and MAC as they are now (before the port is
+        // attached; the gateway set-up pins that MAC), so no need to fetch it again.
         Ok(br)
     }
 
@@ -161,8 +161,13 @@ impl Bridge {
             Err(e) if e.kind() == NetErrorKind::Exists => {}
             Err(e) => return Err(Error::internal(format!("could not add IP address to {:?}: {e}", br.name))),
         }
-        // Pin the bridge's MAC, which otherwise follows the lowest port MAC.
-        let mac = host.link_by_index(br.index).await?.mac;
+        // Pin the bridge's MAC, which otherwise follows the lowest port MAC. Like Go, the MAC
+        // pinned is the one the bridge had when it was set up, before this ADD attached its
+        // port: a new bridge keeps its own address instead of taking the first container's.
+        // Unlike Go, a bridge that had none then (00:00:00:00:00:00: made outside CNI, its
+        // ports since removed) gets its current MAC pinned; Go tries to set the zero address
+        // and fails every isGateway ADD on that bridge.
+        let mac = if br.mac.is_zero() { host.link_by_index(br.index).await?.mac } else { br.mac };
         host.set_mac(br.index, mac).await.map_err(|e| Error::internal(format!("could not set bridge's mac: {e}")))?;
         Ok(())
     }

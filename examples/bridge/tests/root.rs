@@ -64,6 +64,10 @@ fn add_check_del_every_version_with_go_host_local() {
             let names: Vec<&str> =
                 r["interfaces"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap()).collect();
             assert_eq!(names, ["cnitest-br1", port.as_str(), "eth0"]);
+            // The gateway set-up pins the bridge's own MAC (as Go does), not the port's that a
+            // bridge would otherwise adopt: the new bridge and its first port differ.
+            assert_eq!(r["interfaces"][0]["mac"], br["address"]);
+            assert_ne!(r["interfaces"][0]["mac"], r["interfaces"][1]["mac"], "{r}");
             assert_eq!(r["interfaces"][2]["sandbox"], ctr.path());
             assert_eq!(r["interfaces"][2]["mac"], ctr.link("eth0").unwrap()["address"]);
             assert_eq!(r["ips"][0]["interface"], 2);
@@ -183,7 +187,14 @@ fn failure_after_ipam_add_releases_the_lease_and_the_veth() {
     // With forceAddress it works.
     let c =
         conf("1.0.0", "cnitest-br4", "10.213.0.0/24", data.path(), json!({"isGateway": true, "forceAddress": true}));
-    Call::new(BIN, "ADD", &c, "works").in_ns(&host).netns(&ctr).ok();
+    // The failed ADD's port came and went, which leaves the bridge (made by `ip`, its MAC never
+    // pinned) with the zero MAC on this kernel (6.x): the gateway set-up then pins its current
+    // MAC instead of the zero one (Go fails there).
+    let before = host.link("cnitest-br4").unwrap()["address"].clone();
+    let r = Call::new(BIN, "ADD", &c, "works").in_ns(&host).netns(&ctr).ok();
+    let mac = host.link("cnitest-br4").unwrap()["address"].clone();
+    assert_ne!(mac, "00:00:00:00:00:00", "bridge MAC before the ADD: {before}");
+    assert_eq!(r["interfaces"][0]["mac"], mac);
     assert_eq!(host.addrs("cnitest-br4"), ["10.213.0.1/24"]);
     Call::new(BIN, "DEL", &c, "works").in_ns(&host).netns(&ctr).ok();
 }
