@@ -16,13 +16,19 @@ use crate::{Command, Result, Services};
 /// container ID and interface name follow the spec's rules, and the configuration parsed
 /// into `NetworkConfig<C>`.
 pub struct Context<C> {
+    pub(crate) request: Request,
+    pub(crate) config: NetworkConfig<C>,
+}
+
+/// Every part of a [`Context`] but the typed configuration: what the dispatcher validates
+/// before it knows the plugin's configuration type.
+pub(crate) struct Request {
     pub(crate) command: Command,
     pub(crate) container_id: String,
     pub(crate) netns: Option<PathBuf>,
     pub(crate) ifname: String,
     pub(crate) args: CniArgs,
     pub(crate) cni_path: Vec<PathBuf>,
-    pub(crate) config: NetworkConfig<C>,
     pub(crate) prev_result: Option<CniResult>,
     pub(crate) version: SpecVersion,
     pub(crate) raw_config: Arc<[u8]>,
@@ -33,32 +39,32 @@ pub struct Context<C> {
 impl<C> Context<C> {
     /// The verb being run.
     pub fn command(&self) -> Command {
-        self.command
+        self.request.command
     }
 
     /// `CNI_CONTAINERID` (empty for GC and STATUS).
     pub fn container_id(&self) -> &str {
-        &self.container_id
+        &self.request.container_id
     }
 
     /// `CNI_NETNS`, if set (always set for ADD and CHECK; optional for DEL).
     pub fn netns(&self) -> Option<&Path> {
-        self.netns.as_deref()
+        self.request.netns.as_deref()
     }
 
     /// `CNI_IFNAME` (empty for GC and STATUS).
     pub fn ifname(&self) -> &str {
-        &self.ifname
+        &self.request.ifname
     }
 
     /// Parsed `CNI_ARGS`.
     pub fn args(&self) -> &CniArgs {
-        &self.args
+        &self.request.args
     }
 
     /// `CNI_PATH`, split on `:`.
     pub fn cni_path(&self) -> &[PathBuf] {
-        &self.cni_path
+        &self.request.cni_path
     }
 
     /// The whole typed network configuration.
@@ -73,7 +79,7 @@ impl<C> Context<C> {
 
     /// The previous plugin's result, up-converted to the canonical model (ADD, CHECK, DEL).
     pub fn prev_result(&self) -> Option<&CniResult> {
-        self.prev_result.as_ref()
+        self.request.prev_result.as_ref()
     }
 
     /// `runtimeConfig`, if the runtime sent one.
@@ -89,44 +95,44 @@ impl<C> Context<C> {
 
     /// The negotiated spec version (the configuration's `cniVersion`).
     pub fn version(&self) -> SpecVersion {
-        self.version
+        self.request.version
     }
 
     /// The configuration bytes exactly as received on stdin.
     pub fn raw_config(&self) -> &[u8] {
-        &self.raw_config
+        &self.request.raw_config
     }
 
     /// A variable of the plugin's environment (the injected map, not the process's).
     pub fn env(&self, key: &str) -> Option<&str> {
-        self.env.get(key).map(String::as_str)
+        self.request.env.get(key).map(String::as_str)
     }
 
     /// The services (executor, network namespaces) this request runs with: the real ones in a
     /// plugin binary, fakes in tests.
     pub fn services(&self) -> &Services {
-        &self.services
+        &self.request.services
     }
 
     /// The plugin's own (host) network namespace.
     pub fn host_net(&self) -> impl std::future::Future<Output = Result<crate::net::Net>> + '_ {
-        host_net(&self.services)
+        host_net(&self.request.services)
     }
 
     /// The container's network namespace (`CNI_NETNS`); an error when it is unset or gone.
     pub fn container_net(&self) -> impl std::future::Future<Output = Result<crate::net::Net>> + '_ {
-        container_net(&self.services, self.netns.as_deref())
+        container_net(&self.request.services, self.request.netns.as_deref())
     }
 
     /// The container's network namespace, or `None` when `CNI_NETNS` is unset or the namespace
     /// is already gone (what DEL needs to stay idempotent).
     pub fn container_net_if_exists(&self) -> impl std::future::Future<Output = Result<Option<crate::net::Net>>> + '_ {
-        container_net_if_exists(&self.services, self.netns.as_deref())
+        container_net_if_exists(&self.request.services, self.request.netns.as_deref())
     }
 
     /// The whole environment the plugin was started with (delegates inherit it).
     pub fn env_map(&self) -> &BTreeMap<String, String> {
-        &self.env
+        &self.request.env
     }
 }
 
@@ -158,11 +164,11 @@ async fn container_net_if_exists(services: &Services, netns: Option<&Path>) -> R
 impl<C: fmt::Debug> fmt::Debug for Context<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Context")
-            .field("command", &self.command)
-            .field("container_id", &self.container_id)
-            .field("netns", &self.netns)
-            .field("ifname", &self.ifname)
-            .field("version", &self.version)
+            .field("command", &self.request.command)
+            .field("container_id", &self.request.container_id)
+            .field("netns", &self.request.netns)
+            .field("ifname", &self.request.ifname)
+            .field("version", &self.request.version)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }

@@ -54,11 +54,11 @@ impl<C> Context<C> {
     pub fn delegate(&self, plugin_type: &str) -> Delegate<'_> {
         Delegate {
             plugin_type: plugin_type.to_owned(),
-            exec: self.services.exec.clone(),
-            env: &self.env,
-            cni_path: &self.cni_path,
-            stdin: self.raw_config.to_vec(),
-            version: self.version,
+            exec: self.request.services.exec.clone(),
+            env: &self.request.env,
+            cni_path: &self.request.cni_path,
+            stdin: self.request.raw_config.to_vec(),
+            version: self.request.version,
             timeout: DEFAULT_TIMEOUT,
             overrides: Vec::new(),
         }

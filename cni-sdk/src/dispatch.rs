@@ -42,6 +42,7 @@ use futures_util::FutureExt as _;
 use serde_json::Value;
 use tracing::Instrument as _;
 
+use crate::context::Request;
 use crate::{Command, Context, Error, Plugin, PluginOptions, Services};
 
 /// Exit code of a successful run.
@@ -210,7 +211,7 @@ pub(crate) fn prepare<C: serde::de::DeserializeOwned>(
         Err(e) => return Err(partial.config_error(e)),
     };
     let (request, err_version) = partial.finish()?;
-    Ok(Step::Handle(Box::new(request.into_context(config)), err_version))
+    Ok(Step::Handle(Box::new(Context { request, config }), err_version))
 }
 
 /// Where steps 1–5 leave a request.
@@ -227,53 +228,6 @@ struct Partial {
     err_version: String,
     /// `prevResult` parsed ahead (ADD, DEL, CHECK); reported after the typed configuration.
     prev_result: Result<Option<CniResult>, cni_types::ResultError>,
-}
-
-/// Every part of a [`Context`] but the typed configuration.
-struct Request {
-    command: Command,
-    container_id: String,
-    netns: Option<PathBuf>,
-    ifname: String,
-    args: CniArgs,
-    cni_path: Vec<PathBuf>,
-    prev_result: Option<CniResult>,
-    version: SpecVersion,
-    raw_config: Arc<[u8]>,
-    env: Arc<BTreeMap<String, String>>,
-    services: Services,
-}
-
-impl Request {
-    fn into_context<C>(self, config: NetworkConfig<C>) -> Context<C> {
-        let Request {
-            command,
-            container_id,
-            netns,
-            ifname,
-            args,
-            cni_path,
-            prev_result,
-            version,
-            raw_config,
-            env,
-            services,
-        } = self;
-        Context {
-            command,
-            container_id,
-            netns,
-            ifname,
-            args,
-            cni_path,
-            config,
-            prev_result,
-            version,
-            raw_config,
-            env,
-            services,
-        }
-    }
 }
 
 impl Partial {
@@ -484,7 +438,7 @@ where
         Ok(match prepare::<P::Config>(options, env, stdin, stderr, services)? {
             Step::Done(output) => ErasedStep::Done(output),
             Step::Handle(cx, err_version) => {
-                let meta = HandleMeta { cmd: cx.command, version: cx.version, err_version };
+                let meta = HandleMeta { cmd: cx.request.command, version: cx.request.version, err_version };
                 let ready = TypedReady::<P, Q, F> { make: Some(make), plugin: None, cx, _plugin: PhantomData };
                 ErasedStep::Handle(Box::new(ready), meta)
             }
@@ -545,7 +499,7 @@ pub(crate) async fn handle(handler: HandlerFuture<'_>, meta: &HandleMeta) -> Res
 }
 
 async fn call<P: Plugin>(plugin: &P, cx: &Context<P::Config>) -> crate::Result<Option<CniResult>> {
-    match cx.command {
+    match cx.request.command {
         Command::Add => plugin.add(cx).await.map(Some),
         Command::Del => plugin.del(cx).await.map(|()| None),
         Command::Check => plugin.check(cx).await.map(|()| None),
