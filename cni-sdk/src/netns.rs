@@ -255,18 +255,19 @@ impl NetNs {
 
     /// True when both handles refer to the same namespace (same device and inode).
     pub fn is_same(&self, other: &NetNs) -> Result<bool, NetnsError> {
-        let a = nix::sys::stat::fstat(self.as_fd())
-            .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
-        let b = nix::sys::stat::fstat(other.as_fd())
-            .map_err(|e| NetnsError::errno(format_args!("fstat {}", other.path.display()), e))?;
-        Ok(a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+        Ok(self.key()? == other.key()?)
     }
 
     /// The inode number of the namespace (what `ls -i /proc/thread-self/ns/net` shows).
     pub fn inode(&self) -> Result<u64, NetnsError> {
+        Ok(self.key()?.1)
+    }
+
+    /// Device and inode of the namespace file: what identifies the namespace.
+    fn key(&self) -> Result<worker::NsKey, NetnsError> {
         let st = nix::sys::stat::fstat(self.as_fd())
             .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
-        Ok(st.st_ino)
+        Ok((st.st_dev, st.st_ino))
     }
 
     /// Runs `f` on a new OS thread that has entered this namespace, and returns its result.
@@ -361,9 +362,7 @@ impl NetNs {
         if let Some(worker) = self.worker.get() {
             return Ok(worker);
         }
-        let st = nix::sys::stat::fstat(self.as_fd())
-            .map_err(|e| NetnsError::errno(format_args!("fstat {}", self.path.display()), e))?;
-        let worker = Worker::for_namespace((st.st_dev, st.st_ino), &self.fd, &self.path)?;
+        let worker = Worker::for_namespace(self.key()?, &self.fd, &self.path)?;
         // Another clone may have set it meanwhile; the registry gave both the same worker.
         Ok(self.worker.get_or_init(|| worker))
     }
