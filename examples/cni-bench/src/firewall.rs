@@ -24,6 +24,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cni_sdk::firewall::names;
+
+use crate::{ip_netns, ms};
 use serde_json::json;
 
 const HOST_NS: &str = "cnibench-fw-host";
@@ -119,7 +121,6 @@ fn feed(ns: &File, program: &str, args: &[&str], input: &str) {
 
 /// One timed plugin run inside the host namespace: wall time, and the CPU time (user + system)
 /// of the plugin and the children it waited for (host-local), from `wait4`.
-#[allow(clippy::zombie_processes)]
 fn run_plugin(ns: &File, plugin: &Path, cni_path: &Path, command: &str, id: &str, conf: &str) -> (Duration, Duration) {
     let start = Instant::now();
     let mut child = command_in(ns, plugin)
@@ -138,25 +139,10 @@ fn run_plugin(ns: &File, plugin: &Path, cni_path: &Path, command: &str, id: &str
     child.stdin.take().expect("piped").write_all(conf.as_bytes()).expect("write config");
     let mut stdout = Vec::new();
     std::io::Read::read_to_end(&mut child.stdout.take().expect("piped"), &mut stdout).expect("read stdout");
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, with valid pointers; `child` is not waited on again.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let reaped = crate::reap(child);
     let took = start.elapsed();
-    assert!(pid > 0, "wait4 failed");
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "{} {command} failed: {}",
-        plugin.display(),
-        String::from_utf8_lossy(&stdout)
-    );
-    let tv = |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
-    (took, tv(usage.ru_utime) + tv(usage.ru_stime))
-}
-
-fn netns(args: &[&str]) {
-    let _ = Command::new("ip").arg("netns").args(args).stderr(Stdio::null()).status();
+    assert_eq!(reaped.code, 0, "{} {command} failed: {}", plugin.display(), String::from_utf8_lossy(&stdout));
+    (took, reaped.cpu)
 }
 
 /// The median ADD (wall time, CPU time) of `rounds` with `others` other pods preloaded.
@@ -168,8 +154,8 @@ fn measure(
     ours_dir: &Path,
     data: &Path,
 ) -> (Duration, Duration) {
-    netns(&["del", HOST_NS]);
-    netns(&["add", HOST_NS]);
+    ip_netns(&["del", HOST_NS]);
+    ip_netns(&["add", HOST_NS]);
     let host = File::open(format!("/var/run/netns/{HOST_NS}")).expect("open the host namespace");
     if side.nftables() {
         feed(&host, "nft", &["-f", "-"], &go_nft_state(others));
@@ -189,23 +175,19 @@ fn measure(
     let conf = conf.to_string();
     let (mut wall, mut cpu) = (Vec::with_capacity(rounds), Vec::with_capacity(rounds));
     for r in 0..rounds {
-        netns(&["add", CTR_NS]);
+        ip_netns(&["add", CTR_NS]);
         let id = format!("fwbench{r}");
         let (w, c) = run_plugin(&host, &dir.join("bridge"), dir, "ADD", &id, &conf);
         wall.push(w);
         cpu.push(c);
         run_plugin(&host, &dir.join("bridge"), dir, "DEL", &id, &conf);
-        netns(&["del", CTR_NS]);
+        ip_netns(&["del", CTR_NS]);
     }
     drop(host);
-    netns(&["del", HOST_NS]);
+    ip_netns(&["del", HOST_NS]);
     wall.sort();
     cpu.sort();
     (wall[wall.len() / 2], cpu[cpu.len() / 2])
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// The markdown tables: ADD median per number of other pods, Go vs ours (iptables, nftables),

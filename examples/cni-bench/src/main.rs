@@ -40,9 +40,7 @@ struct Exec {
     stdout: Vec<u8>,
 }
 
-/// Spawns `bin` with a cleared environment, writes `stdin`, and reaps it with `wait4` (std's
-/// `wait` does not report the child's resource usage).
-#[allow(clippy::zombie_processes)]
+/// Spawns `bin` with a cleared environment, writes `stdin`, and reaps it with [`reap`].
 fn exec(bin: &Path, env: &[(&str, String)], stdin: &[u8]) -> Exec {
     let start = Instant::now();
     let mut child = Command::new(bin)
@@ -57,26 +55,39 @@ fn exec(bin: &Path, env: &[(&str, String)], stdin: &[u8]) -> Exec {
     let _ = child.stdin.take().expect("piped").write_all(stdin);
     let mut stdout = Vec::new();
     std::io::Read::read_to_end(&mut child.stdout.take().expect("piped"), &mut stdout).expect("read stdout");
+    let Reaped { code, cpu, max_rss_kib } = reap(child);
+    Exec { took: start.elapsed(), cpu, max_rss_kib, code, stdout }
+}
+
+/// How a child ended, from `wait4`: exit code (-1 when killed), CPU time (user + system) and
+/// peak RSS (KiB), both including the children it waited for (host-local, plugins).
+pub(crate) struct Reaped {
+    pub(crate) code: i32,
+    pub(crate) cpu: Duration,
+    pub(crate) max_rss_kib: i64,
+}
+
+/// Waits for `child` with `wait4` (std's `wait` does not report the resource usage).
+#[allow(clippy::zombie_processes)]
+pub(crate) fn reap(child: std::process::Child) -> Reaped {
     let mut status = 0;
     // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waiting for our own child, with valid pointers; `child` is not waited on again.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     assert!(pid > 0, "wait4 failed");
-    let took = start.elapsed();
     let code = if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { -1 };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec.unsigned_abs(), t.tv_usec.unsigned_abs() as u32 * 1000);
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    Exec { took, cpu, max_rss_kib: usage.ru_maxrss, code, stdout }
+    Reaped { code, cpu: tv(usage.ru_utime) + tv(usage.ru_stime), max_rss_kib: usage.ru_maxrss }
 }
 
-fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+pub(crate) fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     samples.sort();
     let idx = ((samples.len() as f64 - 1.0) * p).round() as usize;
     samples[idx]
 }
 
-fn ms(d: Duration) -> String {
+pub(crate) fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
 
@@ -96,7 +107,12 @@ fn netns_add(name: &str) {
 }
 
 fn netns_del(name: &str) {
-    let _ = Command::new("ip").args(["netns", "del", name]).status();
+    ip_netns(&["del", name]);
+}
+
+/// `ip netns ARGS`, its failure ignored (cleanup of what may not exist).
+pub(crate) fn ip_netns(args: &[&str]) {
+    let _ = Command::new("ip").arg("netns").args(args).stderr(Stdio::null()).status();
 }
 
 fn env_for(cmd: &str, id: &str, netns: &str, path: &Path) -> Vec<(&'static str, String)> {

@@ -15,12 +15,13 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use crate::firewall::command_in;
+use crate::{ip_netns, ms, percentile};
 
 const HOST_NS: &str = "cnibench-pods-host";
 
@@ -31,26 +32,8 @@ pub(crate) struct Case {
     pub(crate) plugins: PathBuf,
 }
 
-fn netns(args: &[&str]) {
-    let _ = Command::new("ip").arg("netns").args(args).stderr(Stdio::null()).status();
-}
-
 fn pod_ns(i: usize) -> String {
     format!("cnibench-pod-{i}")
-}
-
-/// Reaps `child` with `wait4`: whether it succeeded, and its CPU time including the plugins it
-/// ran (children it waited for).
-#[allow(clippy::zombie_processes)]
-fn reap(child: Child) -> (bool, Duration) {
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child, with valid pointers; `child` is not waited on again.
-    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert!(pid > 0, "wait4 failed");
-    let tv = |t: libc::timeval| Duration::from_micros(t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64);
-    (libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, tv(usage.ru_utime) + tv(usage.ru_stime))
 }
 
 /// Runs `verb` for pods `0..n` at once; returns the batch's wall time and the summed CPU time.
@@ -75,9 +58,9 @@ fn batch(host: &File, case: &Case, verb: &str, n: usize, confdir: &Path, cache: 
     let mut cpu = Duration::ZERO;
     let mut failed = 0;
     for child in children {
-        let (ok, c) = reap(child);
-        cpu += c;
-        failed += usize::from(!ok);
+        let reaped = crate::reap(child);
+        cpu += reaped.cpu;
+        failed += usize::from(reaped.code != 0);
     }
     let took = start.elapsed();
     assert_eq!(failed, 0, "{}: {failed} of {n} `{verb}` failed", case.label);
@@ -97,30 +80,21 @@ fn round(case: &Case, n: usize) -> (Duration, Duration, Duration) {
         {"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}
     ]});
     std::fs::write(confdir.join("10-podbench.conflist"), list.to_string()).expect("write conflist");
-    netns(&["del", HOST_NS]);
-    netns(&["add", HOST_NS]);
+    ip_netns(&["del", HOST_NS]);
+    ip_netns(&["add", HOST_NS]);
     for i in 0..n {
-        netns(&["del", &pod_ns(i)]);
-        netns(&["add", &pod_ns(i)]);
+        ip_netns(&["del", &pod_ns(i)]);
+        ip_netns(&["add", &pod_ns(i)]);
     }
     let host = File::open(format!("/var/run/netns/{HOST_NS}")).expect("open the host namespace");
     let (add, add_cpu) = batch(&host, case, "add", n, &confdir, &cache);
     let (del, _) = batch(&host, case, "del", n, &confdir, &cache);
     drop(host);
     for i in 0..n {
-        netns(&["del", &pod_ns(i)]);
+        ip_netns(&["del", &pod_ns(i)]);
     }
-    netns(&["del", HOST_NS]);
+    ip_netns(&["del", HOST_NS]);
     (add, add_cpu, del)
-}
-
-fn median(v: &mut [Duration]) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
 /// The markdown table: for 8 and 32 pods, each case's median batch time (add), pods per
@@ -143,7 +117,7 @@ pub(crate) fn parallel_table(cases: &[Case], rounds: usize) -> String {
         }
         let mut tput = Vec::new();
         for (case, s) in cases.iter().zip(&mut samples) {
-            let add = median(&mut s[0]);
+            let add = percentile(&mut s[0], 0.5);
             tput.push(n as f64 / add.as_secs_f64());
             let _ = writeln!(
                 out,
@@ -151,8 +125,8 @@ pub(crate) fn parallel_table(cases: &[Case], rounds: usize) -> String {
                 case.label,
                 ms(add),
                 n as f64 / add.as_secs_f64(),
-                ms(median(&mut s[1])),
-                ms(median(&mut s[2]))
+                ms(percentile(&mut s[1], 0.5)),
+                ms(percentile(&mut s[2], 0.5))
             );
         }
         if cases.len() >= 2 {
